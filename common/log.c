@@ -14,7 +14,7 @@
 #define LOG_MAX_SECRETS 64
 #define LOG_LINE_MAX 8192
 
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t log_lock      = PTHREAD_MUTEX_INITIALIZER;
 static osy_log_level_t log_threshold = OSY_LOG_INFO;
 static char log_component[64]        = "optsync";
 static FILE *log_out;
@@ -140,8 +140,8 @@ static void put_field(struct line *l, const char *key, const char *value)
         put_raw(l, "\"", 1);
 }
 
-void osy_log_kv(osy_log_level_t level, const char *const *kv,
-                const char *fmt, ...)
+void osy_log_kv(osy_log_level_t level, const char *const *kv, const char *fmt,
+                ...)
 {
         char msg[4096], ts[96];
         struct timespec now;

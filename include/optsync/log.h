@@ -46,8 +46,8 @@ void osy_log_clear_secrets(void);
  * @param kv NULL-terminated list of alternating keys and string values
  *           (may be NULL). Values are escaped and secret-masked.
  */
-void osy_log_kv(osy_log_level_t level, const char *const *kv,
-                const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void osy_log_kv(osy_log_level_t level, const char *const *kv, const char *fmt,
+                ...) __attribute__((format(printf, 3, 4)));
 
 /* The level is checked before the arguments are evaluated. */
 #define osy_log(level, ...)                                                    \

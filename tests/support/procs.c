@@ -134,8 +134,8 @@ int osy_test_redis_start(struct osy_test_redis *r)
                  OSY_SOURCE_DIR);
         char *const argv[] = {"bash", script, r->dir, NULL};
         pid_t pid          = osy_test_spawn(argv, "/dev/null");
-        if (pid < 0 || waitpid(pid, &status, 0) != pid ||
-            !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+            WEXITSTATUS(status) != 0)
                 return -1;
         snprintf(port_file, sizeof(port_file), "%s/redis.port", r->dir);
         char *port = osy_test_read_file(port_file);

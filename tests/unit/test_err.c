@@ -91,7 +91,6 @@ static void set_formats_and_returns(void **state)
         assert_int_equal(osy_err_set(OSY_OK, NULL, 0, "ignored"), OSY_OK);
 }
 
-
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(retryable_only_transient_and_throttled),
     cmocka_unit_test(every_code_has_a_name),

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Configure and build optsync. usage: scripts/build.sh [release|asan] [BUILD_DIR]
+set -euo pipefail
+
+kind=${1:-release}
+top=$(cd "$(dirname "$0")/.." && pwd)
+case "$kind" in
+release) dir=${2:-$top/build}; flags=(-DCMAKE_BUILD_TYPE=Release) ;;
+asan) dir=${2:-$top/build-asan}; flags=(-DCMAKE_BUILD_TYPE=Debug -DOSY_SANITIZE=ON) ;;
+*) echo "usage: scripts/build.sh [release|asan] [BUILD_DIR]" >&2; exit 2 ;;
+esac
+cmake -S "$top" -B "$dir" "${flags[@]}" >/dev/null
+cmake --build "$dir" -j"$(nproc)"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run every test from a fresh machine: install the Debian packages, lint,
+# build with ASan+UBSan and run the unit tests there, then build Release and
+# run the whole suite (unit + integration). The last lines printed are
+# CTest's summary.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+jobs=$(nproc)
+
+scripts/deps.sh
+echo "== lint (clang-format, banned functions)"
+scripts/lint.sh
+echo "== sanitizer build (ASan + UBSan): unit tests"
+scripts/build.sh asan "$top/build-asan" >/dev/null
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest -L unit -j"$jobs" --output-on-failure)
+echo "== release build: every test"
+scripts/build.sh release "$top/build" >/dev/null
+cd build
+exec ctest -j"$jobs" --output-on-failure
