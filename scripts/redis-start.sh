@@ -19,7 +19,8 @@ try_port() {
     # No persistence: tests and the demo want a clean, fast, private server.
     redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" \
         --save '' --appendonly no --daemonize no --protected-mode yes \
-        --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" &
+        --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" \
+        </dev/null >/dev/null 2>&1 &
     local pid=$!
     for _ in $(seq 1 100); do
         if ! kill -0 "$pid" 2>/dev/null; then
