@@ -57,8 +57,8 @@ const char *sbx_req_header(const struct sbx_req *req, const char *name);
 
 /** The answer a module fills; the core sends it and frees it. */
 struct sbx_resp {
-        int status;        /**< 0 = not handled (the core answers 404) */
-        char *body;        /**< malloc()ed, owned by the response */
+        int status; /**< 0 = not handled (the core answers 404) */
+        char *body; /**< malloc()ed, owned by the response */
         size_t body_len;
         char content_type[64];
         struct {
@@ -101,12 +101,25 @@ double sbx_random(sbx_t *sbx);
  * @returns 1 when a fault answer was written into @p resp (the module then
  *          returns at once), 0 to go on. May sleep (latency faults).
  */
-int sbx_fault_apply(sbx_t *sbx, const char *endpoint,
-                    const struct sbx_req *req, struct sbx_resp *resp);
+int sbx_fault_apply(sbx_t *sbx, const char *endpoint, const struct sbx_req *req,
+                    struct sbx_resp *resp);
+
+/**
+ * @brief Wait (lock held; released while waiting) until sbx_notify() is
+ *        called or @p timeout_ms of real time pass. For CometD long-polls.
+ * @returns 1 if notified, 0 on timeout.
+ */
+int sbx_wait(sbx_t *sbx, int timeout_ms);
+/** @brief Wake every sbx_wait()er (lock held). */
+void sbx_notify(sbx_t *sbx);
+
+/** @returns 1 once the server is stopping: long-polls return at once. */
+int sbx_stopping(sbx_t *sbx);
 
 /** @returns the module state pointers, created by each module's init. */
 struct sbx_ac *sbx_ac_state(sbx_t *sbx);
 struct sbx_sf *sbx_sf_state(sbx_t *sbx);
+struct sbx_cdc *sbx_cdc_state(sbx_t *sbx);
 
 /** @returns the server's own base URL, "http://127.0.0.1:PORT". */
 const char *sbx_base_url(sbx_t *sbx);
@@ -139,6 +152,28 @@ void sbx_sf_handle(sbx_t *sbx, const struct sbx_req *req,
                    struct sbx_resp *resp);
 void sbx_sf_control(sbx_t *sbx, const struct sbx_req *req,
                     struct sbx_resp *resp);
+
+/* The CDC event log and CometD endpoint: cometd.c */
+struct sbx_cdc *sbx_cdc_new(sbx_t *sbx);
+void sbx_cdc_free(struct sbx_cdc *cdc);
+void sbx_cdc_reset(struct sbx_cdc *cdc);
+/**
+ * @brief Record one change event for @p tenant (lock held) and wake the
+ *        long-polls. Called by sf_*.c on every record write.
+ * @param entity       "Contact" or "Lead".
+ * @param change_type  "CREATE", "UPDATE", "DELETE", "UNDELETE", or a
+ *                     "GAP_*" type.
+ * @param record_ids   ids the event covers (several when merged).
+ * @param changed      JSON array of changed field names (not consumed;
+ *                     may be NULL for CREATE).
+ * @param body         JSON object of the new field values (consumed).
+ * @param change_origin "" or e.g. "com/salesforce/api/rest/59.0;client=optsync"
+ *                      built from the caller's Sforce-Call-Options.
+ */
+void sbx_cdc_publish(sbx_t *sbx, const char *tenant, const char *entity,
+                     const char *change_type, const char *const *record_ids,
+                     size_t record_cnt, const cJSON *changed, cJSON *body,
+                     const char *change_origin);
 void sbx_cometd_handle(sbx_t *sbx, const struct sbx_req *req,
                        struct sbx_resp *resp);
 
