@@ -201,7 +201,7 @@ static osy_err_t parse_tenant(const cJSON *obj, struct osy_tenant *t,
                                            path);
                 for (int a = 1; a <= OSY_SF_AUTH_REFRESH_TOKEN; a++)
                         if (!strcmp(auth->valuestring, sf_auth_names[a]))
-                                t->sf.auth = (osy_sf_auth_t)a;
+                                t->sf.auth = (osy_sf_grant_t)a;
                 if (t->sf.auth == OSY_SF_AUTH_NONE)
                         return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
                                            "%s.sf.auth: '%s' is not one of "

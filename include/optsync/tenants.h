@@ -16,7 +16,7 @@ typedef enum {
         OSY_SF_AUTH_CLIENT_CREDENTIALS, /**< "client_credentials" */
         OSY_SF_AUTH_JWT,                /**< "jwt": RS256 JWT bearer */
         OSY_SF_AUTH_REFRESH_TOKEN       /**< "refresh_token" */
-} osy_sf_auth_t;
+} osy_sf_grant_t;
 
 /** ActiveCampaign account of a tenant. Strings NULL when absent. */
 struct osy_tenant_ac {
@@ -30,7 +30,7 @@ struct osy_tenant_sf {
         char *login_url;   /**< token endpoint base,
                               "https://login.salesforce.com" */
         char *api_version; /**< "59.0" */
-        osy_sf_auth_t auth;
+        osy_sf_grant_t auth;
         char *client_id;
         char *client_secret;    /**< secret */
         char *username;         /**< JWT subject */
