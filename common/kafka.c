@@ -425,18 +425,24 @@ out:
         return err;
 }
 
-osy_err_t osy_kafka_producer_fatal(osy_kafka_producer_t *p, char *errstr,
-                                   size_t errstr_size)
+/* The fatal state of a client handle, shared by producer and consumer. */
+static osy_err_t handle_fatal(rd_kafka_t *rk, const char *role, char *errstr,
+                              size_t errstr_size)
 {
         char why[512];
-        rd_kafka_resp_err_t orig =
-            rd_kafka_fatal_error(p->rk, why, sizeof(why));
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
 
         if (!orig)
                 return OSY_OK;
         return osy_err_set(OSY_ERR_FATAL, errstr, errstr_size,
-                           "kafka producer fatal error %s: %s",
+                           "kafka %s fatal error %s: %s", role,
                            rd_kafka_err2name(orig), why);
+}
+
+osy_err_t osy_kafka_producer_fatal(osy_kafka_producer_t *p, char *errstr,
+                                   size_t errstr_size)
+{
+        return handle_fatal(p->rk, "producer", errstr, errstr_size);
 }
 
 osy_err_t osy_kafka_produce(osy_kafka_producer_t *p, const char *topic,
@@ -902,15 +908,7 @@ osy_err_t osy_kafka_consumer_commit_sync(osy_kafka_consumer_t *c, char *errstr,
 osy_err_t osy_kafka_consumer_fatal(osy_kafka_consumer_t *c, char *errstr,
                                    size_t errstr_size)
 {
-        char why[512];
-        rd_kafka_resp_err_t orig =
-            rd_kafka_fatal_error(c->rk, why, sizeof(why));
-
-        if (!orig)
-                return OSY_OK;
-        return osy_err_set(OSY_ERR_FATAL, errstr, errstr_size,
-                           "kafka consumer fatal error %s: %s",
-                           rd_kafka_err2name(orig), why);
+        return handle_fatal(c->rk, "consumer", errstr, errstr_size);
 }
 
 rd_kafka_t *osy_kafka_consumer_handle(osy_kafka_consumer_t *c)
