@@ -124,6 +124,11 @@ struct sbx_cdc *sbx_cdc_state(sbx_t *sbx);
 /** @returns the server's own base URL, "http://127.0.0.1:PORT". */
 const char *sbx_base_url(sbx_t *sbx);
 
+/** @returns the value of a "--set key=value" command-line option (the last
+ *  one wins), or NULL when it was not given. Owned by the server; valid
+ *  until it stops. No lock needed: the options never change. */
+const char *sbx_option(sbx_t *sbx, const char *key);
+
 /* ---- module entry points (each module implements its own) -------------- */
 
 /* ActiveCampaign: ac_*.c */
