@@ -939,7 +939,7 @@ static void contacts_list(struct ac_ctx *x)
         filter_time(x, "filters[updated_before]", &f.has_ub, &f.ub);
 
         /* orders[<field>]=ASC|DESC; the default is id ascending */
-        const char *order = "id";
+        const char *order = "id]"; /* as in "orders[id]" */
         int desc          = 0;
         for (size_t i = 0; i < x->req->query_cnt; i++) {
                 const char *k = x->req->query[i].key;

@@ -67,7 +67,7 @@ static inline osy_http_method_t t_method(const char *m)
 static inline int t_raw(const char *method, const char *path, const char *token,
                         const char *body, struct osy_http_response *rs)
 {
-        char url[1024], auth[256], err[OSY_ERRSTR_SIZE];
+        char url[2048], auth[256], err[OSY_ERRSTR_SIZE];
         snprintf(url, sizeof(url), "%s%s", T.sb.base_url, path);
         snprintf(auth, sizeof(auth), "Api-Token: %s", token ? token : "");
         const char *hdrs[]         = {"Content-Type: application/json",
