@@ -146,6 +146,170 @@ OSY_CFG(SYNC_ALL_CONTACTS, "OPTSYNC_SYNC_ALL_CONTACTS", BOOL, "false", "", "",
         "rules",
         "Sync every contact that exists in both AC and SF, not only the "
         "qualified ones (tagged by the AC-Salesforce integration).")
+OSY_CFG(RULES_BATCH_SIZE, "OPTSYNC_RULES_BATCH_SIZE", INT, "1000", "1", "10000",
+        "rules",
+        "Most events the rules worker decides together: one Redis round trip "
+        "reads, one writes, for the whole batch.")
+OSY_CFG(RULES_BATCH_WAIT, "OPTSYNC_RULES_BATCH_WAIT", DURATION, "5ms", "1ms",
+        "1s", "rules",
+        "Longest wait, after the first event, for a batch to fill before it "
+        "is decided (latency against fewer round trips).")
+OSY_CFG(RULES_STATE_TTL, "OPTSYNC_RULES_STATE_TTL", DURATION, "720h", "72h",
+        "8760h", "rules",
+        "Lifetime of a person's cached state (active AC lists, tags, last "
+        "applied version) after its last change; must outlast the 72 h "
+        "replay window so that a replayed old event is still seen as "
+        "stale.")
+OSY_CFG(RULES_SESSION_TIMEOUT, "OPTSYNC_RULES_SESSION_TIMEOUT", DURATION, "45s",
+        "1s", "5m", "rules",
+        "Consumer-group session timeout of the rules worker: how soon the "
+        "group notices a member that died and hands its partitions over "
+        "(heartbeats every tenth of it; the broker's "
+        "group.min/max.session.timeout.ms bound it).")
+OSY_CFG(AC_LOOKUP_TIMEOUT, "OPTSYNC_AC_LOOKUP_TIMEOUT", DURATION, "5s", "100ms",
+        "5m", "rules",
+        "Longest an AC look-up (filling a cache miss) waits for a token of "
+        "the shared AC rate limit; then it is retried later with backoff.")
+
+/* ---- ac-ingest (AC webhook receiver) ------------------------------------ */
+OSY_CFG(INGEST_LISTEN_ADDR, "OPTSYNC_INGEST_LISTEN_ADDR", STRING, "0.0.0.0", "",
+        "", "ac-ingest",
+        "Address the webhook receiver listens on (IPv4 or IPv6 literal).")
+OSY_CFG(INGEST_PORT, "OPTSYNC_INGEST_PORT", INT, "8080", "0", "65535",
+        "ac-ingest",
+        "Port of the webhook receiver (routes /webhooks/ac/<tenant>/<token>); "
+        "0 picks a free port (tests).")
+OSY_CFG(INGEST_THREADS, "OPTSYNC_INGEST_THREADS", INT, "2", "1", "256",
+        "ac-ingest",
+        "Threads of the webhook receiver, each with its own epoll loop; a "
+        "request waiting for Kafka is suspended and holds no thread, so "
+        "about one per core is enough.")
+OSY_CFG(INGEST_MAX_CONNECTIONS, "OPTSYNC_INGEST_MAX_CONNECTIONS", INT, "4096",
+        "16", "1000000", "ac-ingest",
+        "Most webhook connections open at once; more are refused at accept.")
+OSY_CFG(INGEST_MAX_BODY, "OPTSYNC_INGEST_MAX_BODY", INT, "262144", "1024",
+        "67108864", "ac-ingest",
+        "Largest webhook body accepted, in bytes; a larger one gets 413 "
+        "(AC sends a few KB per event).")
+OSY_CFG(INGEST_ACK_TIMEOUT, "OPTSYNC_INGEST_ACK_TIMEOUT", DURATION, "2s",
+        "10ms", "60s", "ac-ingest",
+        "How long a webhook waits for Kafka's delivery report; after it the "
+        "event goes to the local spool (fsync) and AC still gets 200.")
+OSY_CFG(INGEST_LINGER, "OPTSYNC_INGEST_LINGER", DURATION, "2ms", "0ms", "1s",
+        "ac-ingest",
+        "How long the producer gathers webhooks into one Kafka request "
+        "(librdkafka linger.ms); each webhook waits for its batch's acks, so "
+        "this is latency traded for fewer requests.")
+OSY_CFG(INGEST_SPOOL_DIR, "OPTSYNC_INGEST_SPOOL_DIR", STRING,
+        "/var/lib/optsync/ac-ingest", "", "", "ac-ingest",
+        "Directory of the durable spool that keeps acknowledged events while "
+        "Kafka is unreachable; use a persistent volume, one per replica.")
+OSY_CFG(INGEST_SPOOL_MAX_BYTES, "OPTSYNC_INGEST_SPOOL_MAX_BYTES", INT,
+        "1073741824", "65536", "1099511627776", "ac-ingest",
+        "Size cap of the spool file; when Kafka is down and the spool is "
+        "full, webhooks get 503.")
+OSY_CFG(INGEST_PUBLIC_URL, "OPTSYNC_INGEST_PUBLIC_URL", STRING, "", "", "",
+        "ac-ingest",
+        "Base URL at which AC reaches this receiver "
+        "(https://ingest.example.com); `ac-ingest register` appends "
+        "/webhooks/ac/<tenant>/<token> to it.")
+
+/* ---- writers (sf-writer, ac-writer) -------------------------------------- */
+OSY_CFG(SF_WRITER_GROUP_ID, "OPTSYNC_SF_WRITER_GROUP_ID", STRING,
+        "optsync-sf-writer", "", "", "sf-writer",
+        "Consumer group of the sf-writer replicas (optsync.sf.commands).")
+OSY_CFG(AC_WRITER_GROUP_ID, "OPTSYNC_AC_WRITER_GROUP_ID", STRING,
+        "optsync-ac-writer", "", "", "ac-writer",
+        "Consumer group of the ac-writer replicas (optsync.ac.commands).")
+OSY_CFG(WRITER_SESSION_TIMEOUT, "OPTSYNC_WRITER_SESSION_TIMEOUT", DURATION,
+        "45s", "1s", "5m", "sf-writer, ac-writer",
+        "Consumer-group session timeout of the writers: how soon the group "
+        "notices a replica that died and hands its partitions over "
+        "(heartbeats every tenth of it).")
+OSY_CFG(WRITER_BATCH_MAX, "OPTSYNC_WRITER_BATCH_MAX", INT, "1000", "1", "10000",
+        "sf-writer, ac-writer",
+        "Most commands one writer batch takes; sf-writer sends a batch's "
+        "records in calls of 200.")
+OSY_CFG(WRITER_LINGER, "OPTSYNC_WRITER_LINGER", DURATION, "100ms", "0", "10s",
+        "sf-writer, ac-writer",
+        "How long a writer waits for more commands before it starts a batch "
+        "that is not full (fewer, fuller calls against a little latency).")
+OSY_CFG(WRITER_MAX_PENDING, "OPTSYNC_WRITER_MAX_PENDING", INT, "20000", "100",
+        "1000000", "sf-writer, ac-writer",
+        "Commands a writer holds in memory (waiting, retrying); above it, "
+        "consumption pauses until half of them are finished.")
+OSY_CFG(WRITER_APPLIED_TTL, "OPTSYNC_WRITER_APPLIED_TTL", DURATION, "168h",
+        "1h", "720h", "sf-writer, ac-writer",
+        "Lifetime of the per-person Redis marker of the last applied command "
+        "version, which lets a writer skip a replayed or stale command.")
+OSY_CFG(SF_RECORD_CACHE_TTL, "OPTSYNC_SF_RECORD_CACHE_TTL", DURATION, "1h",
+        "1s", "168h", "sf-writer",
+        "Lifetime of the cached ids of a person's Contacts and unconverted "
+        "Leads; a deleted or converted record refreshes it early.")
+OSY_CFG(SF_LOOKUP_CHUNK, "OPTSYNC_SF_LOOKUP_CHUNK", INT, "500", "1", "2000",
+        "sf-writer",
+        "Most emails in one SOQL `Email IN (...)` lookup; a query is also cut "
+        "to keep its URL under 15,000 bytes.")
+OSY_CFG(SF_QUOTA_PROBE_INTERVAL, "OPTSYNC_SF_QUOTA_PROBE_INTERVAL", DURATION,
+        "60s", "1s", "1h", "sf-writer",
+        "While the org's daily allowance is down to the reserve (or "
+        "exhausted), how often sf-writer checks GET /limits before it "
+        "resumes.")
+OSY_CFG(AC_BULK_THRESHOLD, "OPTSYNC_AC_BULK_THRESHOLD", INT, "50", "0",
+        "1000000", "ac-writer",
+        "Due ac-writer commands of one tenant from which bulk import (250 "
+        "contacts per call) replaces one call per list; 0 disables bulk "
+        "import.")
+OSY_CFG(AC_BULK_POLL_INTERVAL, "OPTSYNC_AC_BULK_POLL_INTERVAL", DURATION, "2s",
+        "100ms", "5m", "ac-writer",
+        "How often ac-writer asks GET /import/info whether a bulk import has "
+        "finished; its commands count as done only then.")
+OSY_CFG(AC_BULK_RATE_PER_MINUTE, "OPTSYNC_AC_BULK_RATE_PER_MINUTE", INT, "100",
+        "1", "1000", "ac-writer",
+        "Multi-contact bulk import requests per minute per AC account, "
+        "across replicas (AC's own limit is 100).")
+
+/* ---- sf-ingest (Salesforce CDC / polling) -------------------------------- */
+OSY_CFG(SF_INGEST_MODE, "OPTSYNC_SF_INGEST_MODE", ENUM, "cdc", "cdc|poll", "",
+        "sf-ingest",
+        "Where Salesforce changes come from: `cdc` follows Change Data "
+        "Capture over CometD (with polling as the safety net), `poll` only "
+        "polls SOQL on SystemModstamp.")
+OSY_CFG(SF_POLL_INTERVAL, "OPTSYNC_SF_POLL_INTERVAL", DURATION, "30s", "1s",
+        "1h", "sf-ingest",
+        "Pause between two polls in poll mode, and in cdc mode while CDC is "
+        "down (see OPTSYNC_SF_CDC_FALLBACK_AFTER).")
+OSY_CFG(SF_POLL_OVERLAP, "OPTSYNC_SF_POLL_OVERLAP", DURATION, "60s", "0", "1h",
+        "sf-ingest",
+        "Each poll re-reads records modified this long before its watermark "
+        "(commit lag, equal timestamps); what it re-reads unchanged is not "
+        "published again.")
+OSY_CFG(SF_CDC_SAFETY_POLL, "OPTSYNC_SF_CDC_SAFETY_POLL", DURATION, "15m", "0",
+        "24h", "sf-ingest",
+        "In cdc mode, poll this often anyway, to catch what CDC silently "
+        "missed; 0 turns it off.")
+OSY_CFG(SF_CDC_FALLBACK_AFTER, "OPTSYNC_SF_CDC_FALLBACK_AFTER", DURATION, "2m",
+        "1s", "1h", "sf-ingest",
+        "In cdc mode, once CDC has not been subscribed for this long, poll "
+        "every OPTSYNC_SF_POLL_INTERVAL until it is again.")
+OSY_CFG(SF_CDC_REPLAY_START, "OPTSYNC_SF_CDC_REPLAY_START", ENUM, "tip",
+        "tip|earliest", "", "sf-ingest",
+        "Where a channel with no stored replay id starts: `tip` (new events "
+        "only, replay -1) or `earliest` (every retained event, -2).")
+OSY_CFG(SF_CDC_TIMEOUT_MARGIN, "OPTSYNC_SF_CDC_TIMEOUT_MARGIN", DURATION, "10s",
+        "100ms", "5m", "sf-ingest",
+        "Added to the server's advice.timeout (110 s at Salesforce) to give "
+        "up on a CometD long-poll that never answers.")
+OSY_CFG(SF_CDC_BACKOFF_BASE, "OPTSYNC_SF_CDC_BACKOFF_BASE", DURATION, "1s",
+        "10ms", "1m", "sf-ingest",
+        "First delay before reconnecting CometD (or retrying a failed poll "
+        "or batch); it doubles on each failure, with jitter.")
+OSY_CFG(SF_CDC_BACKOFF_MAX, "OPTSYNC_SF_CDC_BACKOFF_MAX", DURATION, "60s",
+        "10ms", "1h", "sf-ingest", "Cap on the CometD reconnect delay.")
+OSY_CFG(SF_INGEST_STATE_TTL, "OPTSYNC_SF_INGEST_STATE_TTL", DURATION, "720h",
+        "1h", "8760h", "sf-ingest",
+        "Lifetime in Redis of a record's last known opt-out and email "
+        "(renewed on every change); the email saves a lookup per CDC update.")
 
 /* ---- tenants ------------------------------------------------------------ */
 OSY_CFG(TENANTS_FILE, "OPTSYNC_TENANTS_FILE", STRING, "", "", "",
