@@ -444,14 +444,22 @@ osy_err_t osy_sf_call(osy_sf_auth_t *a, osy_http_client_t *client,
                       size_t errstr_size)
 {
         struct osy_sf_token tok;
-        char url[2048], auth[1100];
-        osy_err_t err;
+        char auth[1100], *url = NULL;
+        osy_err_t err = OSY_OK;
 
         for (int attempt = 0; attempt < 2; attempt++) {
                 err = osy_sf_auth_token(a, now_ms, &tok, errstr, errstr_size);
                 if (err)
-                        return err;
-                snprintf(url, sizeof(url), "%s%s", tok.instance_url, path);
+                        break;
+                /* Sized to fit: a long SOQL query must never be cut. */
+                size_t n = strlen(tok.instance_url) + strlen(path) + 1;
+                free(url);
+                url = malloc(n);
+                if (!url) {
+                        err = OSY_ERR_NOMEM;
+                        break;
+                }
+                snprintf(url, n, "%s%s", tok.instance_url, path);
                 snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
                          tok.access_token);
                 const char *headers[] = {
@@ -465,7 +473,7 @@ osy_err_t osy_sf_call(osy_sf_auth_t *a, osy_http_client_t *client,
                                                .body_len = body_len};
                 err = osy_http_do(client, &req, resp, errstr, errstr_size);
                 if (err || resp->status != 401 || attempt == 1)
-                        return err;
+                        break;
                 /* Salesforce gives no expires_in: an expired session shows
                  * up as this 401. Fetch a new token once and repeat. */
                 osy_log_info("sf: session expired (HTTP 401), fetching a "
@@ -473,5 +481,7 @@ osy_err_t osy_sf_call(osy_sf_auth_t *a, osy_http_client_t *client,
                 osy_sf_auth_invalidate(a, tok.generation);
                 osy_http_response_free(resp);
         }
+        free(url);
+        memset(auth, 0, sizeof(auth));
         return err;
 }
