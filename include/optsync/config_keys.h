@@ -230,7 +230,7 @@ OSY_CFG(WRITER_BATCH_MAX, "OPTSYNC_WRITER_BATCH_MAX", INT, "1000", "1", "10000",
         "sf-writer, ac-writer",
         "Most commands one writer batch takes; sf-writer sends a batch's "
         "records in calls of 200.")
-OSY_CFG(WRITER_LINGER, "OPTSYNC_WRITER_LINGER", DURATION, "100ms", "0", "10s",
+OSY_CFG(WRITER_LINGER, "OPTSYNC_WRITER_LINGER", DURATION, "500ms", "0", "10s",
         "sf-writer, ac-writer",
         "How long a writer waits for more commands before it starts a batch "
         "that is not full (fewer, fuller calls against a little latency).")

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# bench/rules.sh - events/s through the rules worker (Kafka -> rules + Redis
+# -> Kafka: decode, one Redis read and one write per batch, commands and
+# audit produced with acks=all) against a plain kcat pass-through of the
+# same messages on the same broker in the same run; Redis round trips per
+# event; the worker's peak RSS. The embedded broker keeps only the latest
+# few MB per partition, so both consumers run while the events are
+# produced. Last line:
+#   RESULT rules_events_per_s=N ratio_vs_kcat=R redis_rtt_per_event=X rss_mb=M
+#
+# usage: bench/rules.sh
+# env:   BUILD_DIR (default: build-bench-rules, a release build made here),
+#        EVENTS (300000), PERSONS (50000), PARTITIONS (6), BATCH (1000),
+#        WINDOW (30000: events the producer may run ahead of the consumer)
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$top/build-bench-rules}
+events=${EVENTS:-300000}
+persons=${PERSONS:-50000}
+partitions=${PARTITIONS:-6}
+batch=${BATCH:-1000}
+# Events produced ahead of the consumer at most: under the broker's few MB
+# per partition, so nothing is dropped before it is read.
+window=${WINDOW:-30000}
+rules=$build/workers/rules/rules
+gen=$build/workers/rules/rules-bench-gen
+launcher=$build/tools/embedded-kafka/optsync-embedded-kafka
+
+command -v kcat >/dev/null || { echo "bench: kcat not found" >&2; exit 1; }
+# (Re)build what the bench runs: a no-op when it is up to date.
+if [ ! -f "$build/CMakeCache.txt" ]; then
+    echo "bench: configuring $build (release)" >&2
+    cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Release \
+        -DOSY_ENABLE_TESTS=OFF >/dev/null
+fi
+cmake --build "$build" -j2 --target rules rules-bench-gen \
+    optsync-embedded-kafka >/dev/null
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/optsync-bench-rules-XXXXXX")
+kpid= rpid= cpid=
+stop() { # pid: SIGTERM, wait
+    if [ -n "$1" ] && kill -0 "$1" 2>/dev/null; then
+        kill -TERM "$1" 2>/dev/null || true
+        wait "$1" 2>/dev/null || true
+    fi
+}
+cleanup() {
+    stop "$cpid"
+    stop "$rpid"
+    stop "$kpid"
+    bash "$top/scripts/redis-stop.sh" "$dir/redis" >/dev/null 2>&1 || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+now() { date +%s.%N; }
+cpu_s() { # CPU seconds (user + system) a process has used so far
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' \
+        "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+"$launcher" --partitions "$partitions" --bootstrap-file "$dir/bootstrap" \
+    --control-file "$dir/control" >"$dir/kafka.out" 2>"$dir/kafka.log" &
+kpid=$!
+for _ in $(seq 1 200); do
+    [ -s "$dir/bootstrap" ] && break
+    sleep 0.05
+done
+[ -s "$dir/bootstrap" ] || { echo "bench: Kafka did not start" >&2; exit 1; }
+bootstrap=$(cat "$dir/bootstrap")
+control() { # one command on the launcher's control port
+    exec 3<>"/dev/tcp/127.0.0.1/$(cat "$dir/control")"
+    echo "$1" >&3
+    read -r reply <&3
+    exec 3>&-
+    case $reply in OK*) ;; *) echo "bench: $1: $reply" >&2; exit 1 ;; esac
+}
+control "create-topic bench.kcat.in $partitions"
+control "create-topic bench.kcat.out $partitions"
+redis_port=$(bash "$top/scripts/redis-start.sh" "$dir/redis")
+
+# ---- 1. kcat pass-through: consume N, produce each again (key kept) ------
+echo "bench: kcat pass-through of $events events" >&2
+kcat -C -b "$bootstrap" -t bench.kcat.in -o beginning -c "$events" -q \
+    -f '%k\t%s\n' |
+    kcat -P -b "$bootstrap" -t bench.kcat.out -K $'\t' 2>"$dir/kcat.log" &
+cpid=$!
+sleep 1 # the simple consumer starts at once; give it its metadata
+t0=$(now)
+"$gen" --produce "$bootstrap" bench.kcat.in --events "$events" \
+    --persons "$persons" --follow bench.kcat.out --window "$window" \
+    >"$dir/gen1.out"
+wait "$cpid"
+cpid=
+t1=$(now)
+kcat_rate=$(echo "$events / ($t1 - $t0)" | bc -l)
+printf 'bench: kcat   %8.0f events/s (producer: %s)\n' "$kcat_rate" \
+    "$(cat "$dir/gen1.out")" >&2
+
+# ---- 2. the rules worker ----------------------------------------------------
+"$gen" --seed-redis "$redis_port" --persons "$persons" --events 1
+OPTSYNC_KAFKA_BOOTSTRAP=$bootstrap OPTSYNC_REDIS_PORT=$redis_port \
+OPTSYNC_ADMIN_ADDR=127.0.0.1 OPTSYNC_ADMIN_PORT=0 \
+OPTSYNC_KAFKA_GROUP_ID=bench-rules OPTSYNC_RULES_SESSION_TIMEOUT=6s \
+OPTSYNC_RULES_BATCH_SIZE=$batch OPTSYNC_LOG_LEVEL=${RULES_LOG_LEVEL:-info} \
+    "$rules" >"$dir/rules.out" 2>"$dir/rules.log" &
+rpid=$!
+for _ in $(seq 1 300); do # joined: the group assigned the partitions
+    grep -q "consumer assigned" "$dir/rules.log" 2>/dev/null && break
+    sleep 0.05
+done
+grep -q "consumer assigned" "$dir/rules.log" ||
+    { echo "bench: rules did not join" >&2; cat "$dir/rules.log" >&2; exit 1; }
+admin=$(sed -n 's/^admin_port=//p' "$dir/rules.out")
+metric() { # value of one unlabelled metric, 0 if absent
+    curl -s "http://127.0.0.1:$admin/metrics" |
+        awk -v m="$1" '$1 == m { printf "%.0f\n", $2; f = 1 } END { if (!f) print 0 }'
+}
+echo "bench: rules over $events events ($persons people, batch $batch)" >&2
+redis_pid=$(cat "$dir/redis/redis.pid")
+cpu0_r=$(cpu_s "$rpid") cpu0_k=$(cpu_s "$kpid") cpu0_d=$(cpu_s "$redis_pid")
+t0=$(now)
+# Every event gets exactly one audit record: the audit topic's end is the
+# worker's progress.
+"$gen" --produce "$bootstrap" optsync.ac.events --events "$events" \
+    --persons "$persons" --follow optsync.audit --window "$window" \
+    >"$dir/gen2.out"
+while [ "$(metric osy_rules_events_total)" -lt "$events" ]; do
+    kill -0 "$rpid" 2>/dev/null || { echo "bench: rules died" >&2; exit 1; }
+    sleep 0.05
+done
+t1=$(now)
+cpu_r=$(echo "$(cpu_s "$rpid") - $cpu0_r" | bc -l)
+cpu_k=$(echo "$(cpu_s "$kpid") - $cpu0_k" | bc -l)
+cpu_d=$(echo "$(cpu_s "$redis_pid") - $cpu0_d" | bc -l)
+rules_rate=$(echo "$events / ($t1 - $t0)" | bc -l)
+rtt=$(metric osy_rules_redis_roundtrips_total)
+lookups=$(metric osy_rules_ac_lookups_total)
+dlq=$(metric osy_rules_dead_letters_total)
+rss_kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$rpid/status")
+stop "$rpid"
+rpid=
+printf 'bench: rules  %8.0f events/s (producer: %s)\n' "$rules_rate" \
+    "$(cat "$dir/gen2.out")" >&2
+echo "bench: redis round trips $rtt, AC look-ups $lookups, dead letters $dlq," \
+    "peak RSS ${rss_kb} kB" >&2
+printf 'bench: CPU per 1000 events: rules %.0f ms, broker %.0f ms, redis %.0f ms (load: %s)\n' \
+    "$(echo "$cpu_r * 1000000 / $events" | bc -l)" \
+    "$(echo "$cpu_k * 1000000 / $events" | bc -l)" \
+    "$(echo "$cpu_d * 1000000 / $events" | bc -l)" "$(cut -d' ' -f1-3 /proc/loadavg)" >&2
+[ "$lookups" -eq 0 ] && [ "$dlq" -eq 0 ] ||
+    { echo "bench: unexpected look-ups or dead letters" >&2; exit 1; }
+
+printf 'RESULT rules_events_per_s=%.0f ratio_vs_kcat=%.2f redis_rtt_per_event=%.4f rss_mb=%.1f\n' \
+    "$rules_rate" "$(echo "$rules_rate / $kcat_rate" | bc -l)" \
+    "$(echo "$rtt / $events" | bc -l)" "$(echo "$rss_kb / 1024" | bc -l)"

@@ -1,0 +1,301 @@
+/*
+ * rules-bench-gen - the input of bench/rules.sh: seeds the person state of
+ * M people in Redis (so no event needs an AC look-up: the steady state of
+ * a warm cache), and produces N pre-encoded events for them to a topic as
+ * fast as the broker takes them.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "optsync/envelope.h"
+#include "optsync/kafka.h"
+#include "optsync/redis.h"
+#include "rules_state.h"
+
+#define T0 INT64_C(1795666380000)
+
+struct gen_opts {
+        const char *bootstrap, *topic, *tenant, *prefix;
+        const char *follow; /* output topic whose end shows progress */
+        long events, persons, window;
+        int redis_port;
+        int seed, produce;
+};
+
+static double now_s(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void usage(void)
+{
+        fprintf(stderr,
+                "usage: rules-bench-gen [--seed-redis PORT] [--produce "
+                "BOOTSTRAP TOPIC]\n"
+                "                       [--events N] [--persons M] "
+                "[--tenant T] [--prefix P]\n"
+                "                       [--follow OUT_TOPIC [--window W]]\n");
+}
+
+/* Person p's state: qualified, contact "<p>", no active list yet. */
+static int seed(const struct gen_opts *o)
+{
+        struct osy_redis_opts ro = {.host = "127.0.0.1", .port = o->redis_port};
+        osy_redis_t *r           = NULL;
+        char errstr[OSY_ERRSTR_SIZE];
+        int rc = 1;
+
+        if (osy_redis_connect(&r, &ro, errstr, sizeof(errstr))) {
+                fprintf(stderr, "seed: %s\n", errstr);
+                return 1;
+        }
+        for (long p = 0; p < o->persons;) {
+                redisReply *replies[1000];
+                size_t n = 0;
+                for (; p < o->persons && n < 1000; p++, n++) {
+                        char email[64], key[OSY_RULES_KEY_BUFSZ], val[128];
+                        const char *argv[3] = {"SET", key, val};
+                        snprintf(email, sizeof(email), "p%ld@example.com", p);
+                        if (osy_rules_state_key(key, sizeof(key), o->prefix,
+                                                o->tenant, email))
+                                goto out;
+                        snprintf(val, sizeof(val), "1|0||3|4|-|%ld|", p);
+                        if (osy_redis_pipeline_append_argv(
+                                r, 3, argv, NULL, errstr, sizeof(errstr)))
+                                goto fail;
+                }
+                if (osy_redis_pipeline_exec(r, replies, n, errstr,
+                                            sizeof(errstr)))
+                        goto fail;
+                osy_redis_replies_free(replies, n);
+        }
+        rc = 0;
+        goto out;
+fail:
+        fprintf(stderr, "seed: %s\n", errstr);
+out:
+        osy_redis_destroy(r);
+        return rc;
+}
+
+/* Event k of person p, in a cycle of eight: R1, a second list, a tag,
+ * unsubscribe (lists left), a soft bounce, R2, an SF tick (known state:
+ * no command), an SF untick. */
+static int make_event(const struct gen_opts *o, long p, long k,
+                      struct osy_msg *m, char *errstr, size_t errstr_size)
+{
+        char email[64], cid[24];
+        int sf = (k % 8) >= 6;
+
+        snprintf(email, sizeof(email), "p%ld@example.com", p);
+        snprintf(cid, sizeof(cid), "%ld", p);
+        osy_msg_init(m, sf ? OSY_MSG_SF_EVENT : OSY_MSG_AC_EVENT);
+        if (osy_msg_set_envelope(m, o->tenant, email,
+                                 sf ? OSY_SRC_SF : OSY_SRC_AC, T0 + k * 1000,
+                                 errstr, errstr_size))
+                return -1;
+        if (sf) {
+                m->sf_event.kind   = OSY_SF_OPT_OUT_CHANGED;
+                m->sf_event.object = OSY_SF_CONTACT;
+                m->sf_event.has_opted_out_of_email =
+                    k % 8 == 6 ? OSY_TRI_TRUE : OSY_TRI_FALSE;
+                return osy_msg_strset(&m->sf_event.record_id,
+                                      "0035g00000AbCdEAAZ")
+                           ? -1
+                           : 0;
+        }
+        if (osy_msg_strset(&m->ac_event.contact_id, cid))
+                return -1;
+        m->ac_event.initiated_by = OSY_INIT_PUBLIC;
+        switch (k % 8) {
+        case 0:
+        case 1:
+                m->ac_event.kind = OSY_AC_SUBSCRIBE;
+                return osy_msg_strset(&m->ac_event.list_id, k % 8 ? "2" : "1")
+                           ? -1
+                           : 0;
+        case 2:
+                m->ac_event.kind = OSY_AC_TAG_ADDED;
+                return osy_msg_strset(&m->ac_event.tag, "vip") ? -1 : 0;
+        case 3:
+        case 5:
+                m->ac_event.kind = OSY_AC_UNSUBSCRIBE;
+                return osy_msg_strset(&m->ac_event.list_id,
+                                      k % 8 == 3 ? "1" : "2")
+                           ? -1
+                           : 0;
+        default:
+                m->ac_event.kind        = OSY_AC_BOUNCE;
+                m->ac_event.bounce_type = OSY_BOUNCE_SOFT;
+                return 0;
+        }
+}
+
+/* Messages in @p topic (the sum of its partitions' high watermarks):
+ * one output per input, so this is how far the consumer has come. */
+static long progress(rd_kafka_t *rk, const char *topic, int partitions)
+{
+        long sum = 0;
+        for (int p = 0; p < partitions; p++) {
+                int64_t lo, hi;
+                if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi,
+                                                     5000))
+                        return -1;
+                sum += (long)hi;
+        }
+        return sum;
+}
+
+static int partition_count(rd_kafka_t *rk, const char *topic)
+{
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        int n                 = -1;
+
+        if (rkt && !rd_kafka_metadata(rk, 0, rkt, &md, 10000) &&
+            md->topic_cnt == 1 && !md->topics[0].err)
+                n = md->topics[0].partition_cnt;
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        if (rkt)
+                rd_kafka_topic_destroy(rkt);
+        return n;
+}
+
+struct encoded {
+        char *val;
+        size_t len;
+        char key[OSY_PARTITION_KEY_BUFSZ];
+};
+
+static int produce(const struct gen_opts *o)
+{
+        struct osy_kafka_opts ko         = {.bootstrap = o->bootstrap,
+                                            .client_id = "rules-bench-gen"};
+        static const char *const extra[] = {"linger.ms", "20", NULL};
+        osy_kafka_producer_t *pr         = NULL;
+        struct encoded *ev = calloc((size_t)o->events, sizeof(*ev));
+        char errstr[OSY_ERRSTR_SIZE];
+        double t0, t1;
+        long base      = 0;
+        int partitions = 0, rc = 1;
+
+        if (!ev)
+                return 1;
+        /* Encode first: the timed part is producing only. */
+        for (long i = 0; i < o->events; i++) {
+                struct osy_msg m;
+                long p = i % o->persons, k = i / o->persons;
+                if (make_event(o, p, k, &m, errstr, sizeof(errstr)) ||
+                    osy_msg_encode(&m, &ev[i].val, &ev[i].len, errstr,
+                                   sizeof(errstr)) ||
+                    osy_partition_key(m.tenant, m.email, ev[i].key,
+                                      sizeof(ev[i].key))) {
+                        fprintf(stderr, "gen: %s\n", errstr);
+                        osy_msg_clear(&m);
+                        goto out;
+                }
+                osy_msg_clear(&m);
+        }
+        ko.extra = extra;
+        if (osy_kafka_producer_new(&pr, &ko, errstr, sizeof(errstr))) {
+                fprintf(stderr, "gen: %s\n", errstr);
+                goto out;
+        }
+        if (o->follow) {
+                rd_kafka_t *rk = osy_kafka_producer_handle(pr);
+                if ((partitions = partition_count(rk, o->follow)) < 1 ||
+                    (base = progress(rk, o->follow, partitions)) < 0) {
+                        fprintf(stderr, "gen: cannot read %s\n", o->follow);
+                        goto out;
+                }
+        }
+        t0 = now_s();
+        for (long i = 0; i < o->events; i++) {
+                osy_err_t err;
+                /* The broker keeps only the last few MB per partition:
+                 * stay at most a window ahead of the consumer, or what it
+                 * has not read yet is gone. */
+                if (o->follow && i % 1000 == 0) {
+                        rd_kafka_t *rk = osy_kafka_producer_handle(pr);
+                        long done;
+                        while ((done = progress(rk, o->follow, partitions)) >=
+                                   0 &&
+                               i - (done - base) > o->window)
+                                osy_kafka_producer_poll(pr, 2);
+                }
+                while ((err = osy_kafka_produce(
+                            pr, o->topic, ev[i].key, strlen(ev[i].key),
+                            ev[i].val, ev[i].len, NULL, NULL, errstr,
+                            sizeof(errstr))) == OSY_ERR_TRANSIENT)
+                        osy_kafka_producer_poll(pr, 5);
+                if (err) {
+                        fprintf(stderr, "gen: %s\n", errstr);
+                        goto out;
+                }
+        }
+        if (osy_kafka_producer_flush(pr, 120000, errstr, sizeof(errstr))) {
+                fprintf(stderr, "gen: %s\n", errstr);
+                goto out;
+        }
+        t1 = now_s();
+        printf("produced=%ld seconds=%.3f per_s=%.0f\n", o->events, t1 - t0,
+               (double)o->events / (t1 - t0));
+        rc = 0;
+out:
+        osy_kafka_producer_destroy(pr);
+        for (long i = 0; i < o->events; i++)
+                free(ev[i].val);
+        free(ev);
+        return rc;
+}
+
+int main(int argc, char **argv)
+{
+        struct gen_opts o = {.tenant  = "acme",
+                             .prefix  = "optsync",
+                             .events  = 100000,
+                             .persons = 20000,
+                             .window  = 30000};
+        char *end;
+
+        for (int i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--seed-redis") && i + 1 < argc) {
+                        o.seed       = 1;
+                        o.redis_port = (int)strtol(argv[++i], &end, 10);
+                } else if (!strcmp(argv[i], "--produce") && i + 2 < argc) {
+                        o.produce   = 1;
+                        o.bootstrap = argv[++i];
+                        o.topic     = argv[++i];
+                } else if (!strcmp(argv[i], "--events") && i + 1 < argc) {
+                        o.events = strtol(argv[++i], &end, 10);
+                } else if (!strcmp(argv[i], "--persons") && i + 1 < argc) {
+                        o.persons = strtol(argv[++i], &end, 10);
+                } else if (!strcmp(argv[i], "--follow") && i + 1 < argc) {
+                        o.follow = argv[++i];
+                } else if (!strcmp(argv[i], "--window") && i + 1 < argc) {
+                        o.window = strtol(argv[++i], &end, 10);
+                } else if (!strcmp(argv[i], "--tenant") && i + 1 < argc) {
+                        o.tenant = argv[++i];
+                } else if (!strcmp(argv[i], "--prefix") && i + 1 < argc) {
+                        o.prefix = argv[++i];
+                } else {
+                        usage();
+                        return 2;
+                }
+        }
+        if ((!o.seed && !o.produce) || o.events < 1 || o.persons < 1) {
+                usage();
+                return 2;
+        }
+        if (o.seed && seed(&o))
+                return 1;
+        if (o.produce && produce(&o))
+                return 1;
+        return 0;
+}
