@@ -662,3 +662,21 @@ out:
         cJSON_Delete(json);
         return err;
 }
+
+void osy_ac_rl_opts(const osy_config_t *cfg, const char *prefix,
+                    struct osy_rl_opts *out)
+{
+        memset(out, 0, sizeof(*out));
+        out->prefix    = prefix;
+        out->rate      = osy_config_int(cfg, OSY_CFG_AC_RATE_PER_SECOND);
+        out->period_ms = 1000;
+        out->burst     = osy_config_int(cfg, OSY_CFG_AC_RATE_BURST);
+        /* A call reaches AC some time after its token was granted, and the
+         * first calls of a process (new connections) much later than the
+         * next ones, so a granted burst can arrive compressed and overflow
+         * AC's own bucket. Restarting a refilled bucket as late as allowed
+         * trades the burst after an idle spell for that margin; the
+         * long-run rate stays the same. */
+        if (out->rate > 0 && out->burst > 1)
+                out->skew_ms = (int64_t)(out->burst - 1) * 1000 / out->rate;
+}

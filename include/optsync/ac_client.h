@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "optsync/config.h"
 #include "optsync/err.h"
 #include "optsync/http.h"
 #include "optsync/ratelimit.h"
@@ -174,5 +175,16 @@ osy_err_t osy_ac_contact_bounce_logs(osy_ac_client_t *c, const char *id,
  */
 osy_err_t osy_ac_url_escape(const char *in, char *out,
                             size_t out_size) OSY_MUSTCHECK;
+
+/**
+ * @brief The options of the account-wide AC limiter, from the config: the
+ *        one bucket that every AC call of every worker and replica (rules'
+ *        look-ups, ac-writer's writes) draws from, so that together they
+ *        keep to AC's 5 requests/s. Filled here once so that no two
+ *        workers can disagree on rate, burst or skew.
+ * @param prefix the Redis key prefix (not copied: keep it alive).
+ */
+void osy_ac_rl_opts(const osy_config_t *cfg, const char *prefix,
+                    struct osy_rl_opts *out);
 
 #endif /* OPTSYNC_AC_CLIENT_H */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "optsync/ac_client.h"
 #include "optsync/admin.h"
 #include "optsync/config.h"
 #include "optsync/http.h"
@@ -156,11 +157,8 @@ int main(int argc, char **argv)
                         osy_log_error("rules: %s", errstr);
                         goto out;
                 }
-                memset(&rlo, 0, sizeof(rlo));
-                rlo.prefix    = osy_config_str(cfg, OSY_CFG_REDIS_KEY_PREFIX);
-                rlo.rate      = osy_config_int(cfg, OSY_CFG_AC_RATE_PER_SECOND);
-                rlo.period_ms = 1000;
-                rlo.burst     = osy_config_int(cfg, OSY_CFG_AC_RATE_BURST);
+                osy_ac_rl_opts(
+                    cfg, osy_config_str(cfg, OSY_CFG_REDIS_KEY_PREFIX), &rlo);
                 if (osy_rl_new(&limiter, rl_redis, &rlo, errstr,
                                sizeof(errstr))) {
                         osy_log_error("rules: %s", errstr);
