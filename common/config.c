@@ -800,3 +800,27 @@ void osy_config_markdown(FILE *out)
                 fputs(" |\n", out);
         }
 }
+
+size_t osy_config_kafka_security(const osy_config_t *cfg, const char **extra,
+                                 size_t n)
+{
+        const char *proto =
+            osy_config_str(cfg, OSY_CFG_KAFKA_SECURITY_PROTOCOL);
+        const char *ca = osy_config_str(cfg, OSY_CFG_KAFKA_SSL_CA_LOCATION);
+
+        extra[n++] = "security.protocol";
+        extra[n++] = proto;
+        if (!strncmp(proto, "sasl_", 5)) {
+                extra[n++] = "sasl.mechanisms";
+                extra[n++] = osy_config_str(cfg, OSY_CFG_KAFKA_SASL_MECHANISM);
+                extra[n++] = "sasl.username";
+                extra[n++] = osy_config_str(cfg, OSY_CFG_KAFKA_SASL_USERNAME);
+                extra[n++] = "sasl.password";
+                extra[n++] = osy_config_str(cfg, OSY_CFG_KAFKA_SASL_PASSWORD);
+        }
+        if (*ca) {
+                extra[n++] = "ssl.ca.location";
+                extra[n++] = ca;
+        }
+        return n;
+}

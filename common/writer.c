@@ -1584,8 +1584,6 @@ osy_err_t osy_writer_env_open(struct osy_writer_env *env,
                               const osy_config_t *cfg, const char *name,
                               char *errstr, size_t errstr_size)
 {
-        const char *proto =
-            osy_config_str(cfg, OSY_CFG_KAFKA_SECURITY_PROTOCOL);
         const char *file = osy_config_str(cfg, OSY_CFG_TENANTS_FILE);
         size_t n         = 0;
         osy_err_t err;
@@ -1621,24 +1619,7 @@ osy_err_t osy_writer_env_open(struct osy_writer_env *env,
 
         snprintf(env->timeout, sizeof(env->timeout), "%lld",
                  (long long)osy_config_ms(cfg, OSY_CFG_KAFKA_PRODUCE_TIMEOUT));
-        env->extra[n++] = "security.protocol";
-        env->extra[n++] = proto;
-        if (!strncmp(proto, "sasl_", 5)) {
-                env->extra[n++] = "sasl.mechanisms";
-                env->extra[n++] =
-                    osy_config_str(cfg, OSY_CFG_KAFKA_SASL_MECHANISM);
-                env->extra[n++] = "sasl.username";
-                env->extra[n++] =
-                    osy_config_str(cfg, OSY_CFG_KAFKA_SASL_USERNAME);
-                env->extra[n++] = "sasl.password";
-                env->extra[n++] =
-                    osy_config_str(cfg, OSY_CFG_KAFKA_SASL_PASSWORD);
-        }
-        if (*osy_config_str(cfg, OSY_CFG_KAFKA_SSL_CA_LOCATION)) {
-                env->extra[n++] = "ssl.ca.location";
-                env->extra[n++] =
-                    osy_config_str(cfg, OSY_CFG_KAFKA_SSL_CA_LOCATION);
-        }
+        n = osy_config_kafka_security(cfg, env->extra, n);
         /* The consumer's own settings; the producer ignores them. */
         int64_t sess = osy_config_ms(cfg, OSY_CFG_WRITER_SESSION_TIMEOUT);
         snprintf(env->session, sizeof(env->session), "%lld", (long long)sess);

@@ -87,4 +87,17 @@ void osy_config_dump(const osy_config_t *cfg, FILE *out);
  */
 void osy_config_markdown(FILE *out);
 
+/**
+ * @brief Append the Kafka security settings (security.protocol, the sasl.*
+ *        trio for the sasl_* protocols, ssl.ca.location when set) to a
+ *        NULL-terminated list of librdkafka name, value pairs, as every
+ *        worker passes them in osy_kafka_opts.extra.
+ * @param extra the list; entries [n, n + 8) are written (room for 8 more).
+ * @param n     how many entries the list holds now.
+ * @returns the new count; the caller writes the final NULL. The values are
+ *          owned by @p cfg.
+ */
+size_t osy_config_kafka_security(const osy_config_t *cfg, const char **extra,
+                                 size_t n);
+
 #endif /* OPTSYNC_CONFIG_H */

@@ -687,6 +687,46 @@ static void secrets_registered_with_log(void **state)
 /* ---- cross-key rules --------------------------------------------------------
  */
 
+/* Looks @p name up in a name/value list of @p n entries. */
+static const char *prop(const char **extra, size_t n, const char *name)
+{
+        for (size_t i = 0; i + 1 < n; i += 2)
+                if (!strcmp(extra[i], name))
+                        return extra[i + 1];
+        return NULL;
+}
+
+static void kafka_security_properties(void **state)
+{
+        const char *extra[16];
+        size_t n;
+        (void)state;
+        osy_config_t *cfg = load_ok((char *[]){NULL});
+        n                 = osy_config_kafka_security(cfg, extra, 0);
+        assert_int_equal(n, 2); /* plaintext: the protocol only */
+        assert_string_equal(prop(extra, n, "security.protocol"), "plaintext");
+        osy_config_destroy(cfg);
+
+        cfg = load_ok((char *[]){"OPTSYNC_KAFKA_SECURITY_PROTOCOL=sasl_ssl",
+                                 "OPTSYNC_KAFKA_SASL_MECHANISM=SCRAM-SHA-512",
+                                 "OPTSYNC_KAFKA_SASL_USERNAME=svc",
+                                 "OPTSYNC_KAFKA_SASL_PASSWORD=pw-123456",
+                                 "OPTSYNC_KAFKA_SSL_CA_LOCATION=/etc/ca.pem",
+                                 NULL});
+        extra[0] = "client.id"; /* appended after what is there */
+        extra[1] = "x";
+        n        = osy_config_kafka_security(cfg, extra, 2);
+        assert_int_equal(n, 12);
+        assert_string_equal(extra[0], "client.id");
+        assert_string_equal(prop(extra, n, "security.protocol"), "sasl_ssl");
+        assert_string_equal(prop(extra, n, "sasl.mechanisms"), "SCRAM-SHA-512");
+        assert_string_equal(prop(extra, n, "sasl.username"), "svc");
+        assert_string_equal(prop(extra, n, "sasl.password"), "pw-123456");
+        assert_string_equal(prop(extra, n, "ssl.ca.location"), "/etc/ca.pem");
+        osy_config_destroy(cfg);
+        osy_log_clear_secrets();
+}
+
 static void sasl_requires_credentials(void **state)
 {
         (void)state;
@@ -837,6 +877,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_teardown(secret_never_in_dump, teardown_secrets),
     cmocka_unit_test(dump_shows_every_key_value_and_source),
     cmocka_unit_test_teardown(secrets_registered_with_log, teardown_secrets),
+    cmocka_unit_test_teardown(kafka_security_properties, teardown_secrets),
     cmocka_unit_test_teardown(sasl_requires_credentials, teardown_secrets),
     cmocka_unit_test(retry_and_timeout_orders_checked),
     cmocka_unit_test(multiple_errors_all_reported),

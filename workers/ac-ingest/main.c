@@ -54,28 +54,13 @@ static void kafka_extra(const osy_config_t *cfg, const char **extra,
                         char *timeout, size_t timeout_size, char *linger,
                         size_t linger_size)
 {
-        const char *proto =
-            osy_config_str(cfg, OSY_CFG_KAFKA_SECURITY_PROTOCOL);
         size_t n = 0;
 
         snprintf(timeout, timeout_size, "%lld",
                  (long long)osy_config_ms(cfg, OSY_CFG_KAFKA_PRODUCE_TIMEOUT));
         snprintf(linger, linger_size, "%lld",
                  (long long)osy_config_ms(cfg, OSY_CFG_INGEST_LINGER));
-        extra[n++] = "security.protocol";
-        extra[n++] = proto;
-        if (!strncmp(proto, "sasl_", 5)) {
-                extra[n++] = "sasl.mechanisms";
-                extra[n++] = osy_config_str(cfg, OSY_CFG_KAFKA_SASL_MECHANISM);
-                extra[n++] = "sasl.username";
-                extra[n++] = osy_config_str(cfg, OSY_CFG_KAFKA_SASL_USERNAME);
-                extra[n++] = "sasl.password";
-                extra[n++] = osy_config_str(cfg, OSY_CFG_KAFKA_SASL_PASSWORD);
-        }
-        if (*osy_config_str(cfg, OSY_CFG_KAFKA_SSL_CA_LOCATION)) {
-                extra[n++] = "ssl.ca.location";
-                extra[n++] = osy_config_str(cfg, OSY_CFG_KAFKA_SSL_CA_LOCATION);
-        }
+        n          = osy_config_kafka_security(cfg, extra, n);
         extra[n++] = "message.timeout.ms";
         extra[n++] = timeout;
         /* A broker that comes back should be found within a second: the

@@ -29,25 +29,10 @@ static void kafka_extra(const osy_config_t *cfg, const char **extra,
                         int consumer, char *timeout, size_t timeout_size,
                         char *session, char *heartbeat, size_t num_size)
 {
-        const char *proto =
-            osy_config_str(cfg, OSY_CFG_KAFKA_SECURITY_PROTOCOL);
         int64_t sess = osy_config_ms(cfg, OSY_CFG_RULES_SESSION_TIMEOUT);
         size_t n     = 0;
 
-        extra[n++] = "security.protocol";
-        extra[n++] = proto;
-        if (!strncmp(proto, "sasl_", 5)) {
-                extra[n++] = "sasl.mechanisms";
-                extra[n++] = osy_config_str(cfg, OSY_CFG_KAFKA_SASL_MECHANISM);
-                extra[n++] = "sasl.username";
-                extra[n++] = osy_config_str(cfg, OSY_CFG_KAFKA_SASL_USERNAME);
-                extra[n++] = "sasl.password";
-                extra[n++] = osy_config_str(cfg, OSY_CFG_KAFKA_SASL_PASSWORD);
-        }
-        if (*osy_config_str(cfg, OSY_CFG_KAFKA_SSL_CA_LOCATION)) {
-                extra[n++] = "ssl.ca.location";
-                extra[n++] = osy_config_str(cfg, OSY_CFG_KAFKA_SSL_CA_LOCATION);
-        }
+        n = osy_config_kafka_security(cfg, extra, n);
         if (consumer) {
                 snprintf(session, num_size, "%" PRId64, sess);
                 snprintf(heartbeat, num_size, "%" PRId64,
