@@ -1,7 +1,7 @@
 /*
  * ac_writer.c - the ac-writer handler: resolve the contact (command hint,
  * the rules' state, a Redis cache, else GET /contacts?email=), its active
- * lists (the rules' state, else GET /contacts/{id}/contactLists), then
+ * lists (GET /contacts/{id}/contactLists: AC's truth), then
  * unsubscribe from each list, or in bulk when a backlog builds.
  */
 #include "ac_writer.h"
@@ -438,11 +438,11 @@ static void contact_cache_key(const acw_t *a, const char *tenant,
                  email);
 }
 
-/* Fills contact ids and, from the rules' state, active lists: one MGET of
- * the rules' person states, one of our own contact cache. */
+/* Fills contact ids: one MGET of the rules' person states, one of our own
+ * contact cache. */
 static void from_redis(acw_t *a, struct acw_tenant *t,
                        struct osy_writer_item *const *items,
-                       struct acw_item **x, size_t n, int64_t now_ms)
+                       struct acw_item **x, size_t n)
 {
         char errstr[OSY_ERRSTR_SIZE];
         size_t *idx                      = calloc(n, sizeof(*idx));
@@ -501,23 +501,16 @@ static void from_redis(acw_t *a, struct acw_tenant *t,
                         if (osy_rules_person_decode(el->str, el->len, &p,
                                                     errstr, sizeof(errstr)))
                                 continue; /* unreadable: a cache miss */
-                        if (!x[i]->contact[0] && p.contact_id[0])
+                        /* Only the contact id: the lists in the rules'
+                         * state are the *decided* state, and an R4
+                         * decision (the only one that writes AC) empties
+                         * them before this command runs. AC's own
+                         * contactLists is the truth about what is left
+                         * to unsubscribe. */
+                        if (!x[i]->contact[0] && p.contact_id[0]) {
                                 memcpy(x[i]->contact, p.contact_id,
                                        sizeof(x[i]->contact));
-                        /* The rules keep the active lists current from AC's
-                         * events; use them when they know them. */
-                        if (p.lists_known && !x[i]->lists.known &&
-                            !strcmp(p.contact_id, x[i]->contact)) {
-                                int ok = 1;
-                                for (size_t l = 0; ok && l < p.lists_cnt; l++)
-                                        ok = !lists_add(&x[i]->lists,
-                                                        p.lists[l]);
-                                x[i]->lists.known = ok;
-                                x[i]->lists_at    = now_ms;
-                                if (!ok)
-                                        lists_free(&x[i]->lists);
-                                else
-                                        a->st.state_hits++;
+                                a->st.state_hits++;
                         }
                         osy_rules_person_clear(&p);
                 }
@@ -585,7 +578,7 @@ static void resolve_prepare(acw_t *a, struct acw_tenant *t,
                     strlen(hint) < sizeof(x[i]->contact))
                         memcpy(x[i]->contact, hint, strlen(hint) + 1);
         }
-        from_redis(a, t, items, x, n, now_ms);
+        from_redis(a, t, items, x, n);
 }
 
 /* Looks up what Redis did not know: the contact by email, then its active

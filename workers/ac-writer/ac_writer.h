@@ -46,8 +46,9 @@ struct acw_opts {
         struct osy_http_opts http;
         size_t bulk_threshold; /**< due commands that switch to bulk; 0 off */
         int64_t bulk_poll_ms;  /**< GET /import/info period; 0: 2 s */
-        /** 1: take the contact id and active lists from the rules worker's
-         *  cached person state when it has them (read only). */
+        /** 1: take the contact id from the rules worker's cached person
+         *  state when it has it (read only; never its lists, which hold
+         *  the decided state, empty after R4). */
         int use_rules_state;
         osy_metrics_t *metrics; /**< may be NULL */
 };
@@ -72,7 +73,7 @@ struct acw_stats {
         uint64_t unsubscribes; /**< POST /contactLists */
         uint64_t imports;      /**< POST /import/bulk_import */
         uint64_t import_polls; /**< GET /import/info */
-        uint64_t state_hits;   /**< lists taken from the rules' state */
+        uint64_t state_hits;   /**< contact ids taken from the rules' state */
 };
 
 void acw_get_stats(const acw_t *a, struct acw_stats *out);
