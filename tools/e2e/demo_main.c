@@ -38,6 +38,7 @@ struct demo_opts {
         size_t people;
         uint64_t seed;
         long load;
+        int load_rate; /* changes per second; 0: as fast as possible */
         int ac_rate;
         int keep;
         int settle_timeout_s;
@@ -181,12 +182,15 @@ static double percentile(double *v, size_t n, double p)
 static void usage(FILE *out)
 {
         fprintf(out,
-                "Usage: optsync-demo [--load N] [--people N] [--seed N]\n"
+                "Usage: optsync-demo [--load N [--load-rate R]] [--people N] "
+                "[--seed N]\n"
                 "                    [--ac-rate N] [--keep]\n"
                 "  --load N     after the scenarios, N random changes across "
                 "both platforms;\n"
                 "               reports throughput and AC webhook -> SF write "
                 "latency (p50/p99)\n"
+                "  --load-rate R  make the load's changes at R per second "
+                "(default: at once)\n"
                 "  --people N   people in the seeded account (default 1000)\n"
                 "  --seed N     seed of the fixture and the random changes "
                 "(default 1)\n"
@@ -201,6 +205,7 @@ static int parse_args(int argc, char **argv, struct demo_opts *o)
 {
         static const struct option longs[] = {
             {"load", required_argument, NULL, 'l'},
+            {"load-rate", required_argument, NULL, 'L'},
             {"people", required_argument, NULL, 'p'},
             {"seed", required_argument, NULL, 's'},
             {"ac-rate", required_argument, NULL, 'r'},
@@ -226,6 +231,9 @@ static int parse_args(int argc, char **argv, struct demo_opts *o)
                 case 'l':
                         o->load = v;
                         break;
+                case 'L':
+                        o->load_rate = (int)v;
+                        break;
                 case 'p':
                         o->people = (size_t)v;
                         break;
@@ -246,10 +254,11 @@ static int parse_args(int argc, char **argv, struct demo_opts *o)
                 }
         }
         if (optind < argc || o->people < 100 || o->people > 100000 ||
-            o->ac_rate < 1 || o->ac_rate > 1000 || o->load > 100000) {
+            o->ac_rate < 1 || o->ac_rate > 1000 || o->load > 100000 ||
+            o->load_rate > 10000) {
                 fprintf(stderr, "optsync-demo: bad arguments (--people "
                                 "100..100000, --ac-rate 1..1000, --load "
-                                "0..100000)\n");
+                                "0..100000, --load-rate 0..10000)\n");
                 return -1;
         }
         return 0;
@@ -281,16 +290,22 @@ static void print_totals(struct e2e_stack *s, double converge_s)
         }
         printf("   events       %lld from AC webhooks, %lld from SF CDC\n",
                (long long)t.ac_events, (long long)t.sf_events);
-        printf("   decisions    %lld (audit records); commands: %lld to SF, "
-               "%lld to AC\n",
-               (long long)t.audit, (long long)t.sf_commands,
-               (long long)t.ac_commands);
+        double decisions =
+            e2e_stack_metric(s, E2E_RULES, "osy_rules_decisions_total");
+        printf("   decisions    %.0f by rules (%lld audit records: decisions "
+               "and writes)\n",
+               decisions, (long long)t.audit);
+        printf("   commands     %lld to SF, %lld to AC\n",
+               (long long)t.sf_commands, (long long)t.ac_commands);
         printf("   API calls    AC %lld, SF %lld (+ %lld CometD long-polls)\n",
                (long long)t.ac_api_calls, (long long)t.sf_api_calls,
                (long long)t.cometd_calls);
         printf("   429s         %lld\n", (long long)t.http_429);
         printf("   DLQ entries  %lld\n", (long long)t.dlq);
-        printf("   converged in %.1f s\n", converge_s);
+        if (converge_s >= 0)
+                printf("   converged in %.1f s (changes made -> both platforms "
+                       "settled)\n",
+                       converge_s);
 }
 
 static int run_load(struct e2e_stack *s, struct e2e_world *w,
@@ -310,14 +325,23 @@ static int run_load(struct e2e_stack *s, struct e2e_world *w,
                 free(lat);
                 return -1;
         }
-        printf("\n== Load: %ld random changes across both platforms\n",
-               o->load);
+        printf("\n== Load: %ld random changes across both platforms, %s\n",
+               o->load, o->load_rate ? "paced" : "all at once");
+        if (o->load_rate)
+                printf("   at %d changes/s\n", o->load_rate);
         t0 = e2e_now_ms();
         for (long i = 0; i < o->load && !stop_requested; i++) {
                 struct e2e_change c;
                 const char *rule = NULL;
-                int64_t when     = realtime_ms();
+                int64_t when;
 
+                if (o->load_rate) {
+                        int64_t due = t0 + i * 1000 / o->load_rate;
+                        int64_t now = e2e_now_ms();
+                        if (due > now)
+                                e2e_sleep_ms((int)(due - now));
+                }
+                when = realtime_ms();
                 if (e2e_world_random_change(w, &rng, used, &c)) {
                         /* Every person has had a change: next round. */
                         memset(used, 0, w->n);
@@ -427,8 +451,12 @@ int main(int argc, char **argv)
                 rc = stop_requested ? EXIT_INTERRUPTED : EXIT_BROKEN;
                 goto out;
         }
-        printf("   kafka %s | redis 127.0.0.1:%d | sandbox %s\n",
-               stack.bootstrap, stack.redis_port, stack.sandbox_url);
+        printf("   %-9s pid %-7d %s\n", "kafka", (int)stack.kafka_pid,
+               stack.bootstrap);
+        printf("   %-9s pid %-7d 127.0.0.1:%d\n", "redis", (int)stack.redis_pid,
+               stack.redis_port);
+        printf("   %-9s pid %-7d %s\n", "sandbox", (int)stack.sandbox_pid,
+               stack.sandbox_url);
         for (int w = 0; w < E2E_WORKERS; w++)
                 printf("   %-9s pid %-7d /metrics on 127.0.0.1:%d%s\n",
                        e2e_worker_name((enum e2e_worker)w), (int)stack.pid[w],
@@ -532,7 +560,7 @@ int main(int argc, char **argv)
                         print_block("diff", report);
                 mismatches += (int)bad + (lr > 0);
                 printf("\n== Totals after the load\n");
-                print_totals(&stack, 0);
+                print_totals(&stack, -1);
         }
         printf("\n== %s: %zu of %zu scenarios match the rules; %s\n",
                mismatches ? "FAILED" : "OK", n_played - (size_t)scenario_bad,
