@@ -1576,6 +1576,39 @@ osy_err_t osy_writer_run(osy_writer_t *w, int64_t drain_ms,
         return OSY_OK;
 }
 
+int osy_writer_main_begin(int argc, char **argv, const char *name,
+                          osy_config_t **cfg, struct osy_writer_env *env)
+{
+        char errstr[4096];
+
+        memset(env, 0, sizeof(*env));
+        *cfg = NULL;
+        /* Kubernetes passes no arguments: everything is in the
+         * environment, so any argument is a mistake worth refusing. */
+        if (argc > 1) {
+                int help = !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h");
+                fprintf(help ? stdout : stderr,
+                        "Usage: %s\n"
+                        "Configuration: OPTSYNC_* environment variables (see "
+                        "docs/configuration.md and docs/writers.md).\n",
+                        name);
+                return help ? 0 : 2;
+        }
+        if (osy_config_load(cfg, NULL, errstr, sizeof(errstr))) {
+                fprintf(stderr, "%s: bad configuration: %s\n", name, errstr);
+                return 2;
+        }
+        osy_log_init(name,
+                     (osy_log_level_t)osy_config_enum(*cfg, OSY_CFG_LOG_LEVEL),
+                     NULL);
+        if (osy_shutdown_install(errstr, sizeof(errstr)) ||
+            osy_writer_env_open(env, *cfg, name, errstr, sizeof(errstr))) {
+                osy_log_error("%s: %s", name, errstr);
+                return 1;
+        }
+        return OSY_WRITER_MAIN_GO;
+}
+
 /* ======================================================================
  * A writer process
  * ====================================================================== */

@@ -293,6 +293,26 @@ struct osy_writer_env {
         char timeout[32], session[32], heartbeat[32];
 };
 
+/** osy_writer_main_begin(): go on with the start-up. */
+#define OSY_WRITER_MAIN_GO (-1)
+
+/**
+ * @brief The start every writer's main() shares: `--help` (usage on
+ *        stdout) and any other argument (usage on stderr), the
+ *        configuration from the environment (every problem listed at
+ *        once), JSON logging at the configured level, SIGTERM/SIGINT
+ *        handling, then osy_writer_env_open().
+ * @param name the binary ("sf-writer"), used in usage and log lines.
+ * @param cfg receives the configuration (caller destroys it, also when an
+ *        exit code is returned).
+ * @returns OSY_WRITER_MAIN_GO to go on; otherwise the exit status main()
+ *          returns: 0 after --help, 2 for bad usage or configuration, 1
+ *          when a dependency cannot be opened (logged; call
+ *          osy_writer_env_close()).
+ */
+int osy_writer_main_begin(int argc, char **argv, const char *name,
+                          osy_config_t **cfg, struct osy_writer_env *env);
+
 /**
  * @brief Load the tenants, make the metrics registry, connect Redis and
  *        create the audit/DLQ producer. @p env is zeroed first.

@@ -13,11 +13,9 @@
 #include "optsync/config.h"
 #include "optsync/log.h"
 #include "optsync/ratelimit.h"
-#include "optsync/shutdown.h"
 #include "optsync/writer.h"
 
 #define EXIT_FATAL 1
-#define EXIT_USAGE 2
 
 int main(int argc, char **argv)
 {
@@ -30,28 +28,10 @@ int main(int argc, char **argv)
         char errstr[4096];
         int rc = EXIT_FATAL;
 
-        memset(&env, 0, sizeof(env));
-        if (argc > 1) {
-                int help = !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h");
-                fprintf(help ? stdout : stderr,
-                        "Usage: ac-writer\n"
-                        "Configuration: OPTSYNC_* environment variables (see "
-                        "docs/configuration.md and docs/writers.md).\n");
-                return help ? 0 : EXIT_USAGE;
-        }
-        if (osy_config_load(&cfg, NULL, errstr, sizeof(errstr))) {
-                fprintf(stderr, "ac-writer: bad configuration: %s\n", errstr);
-                return EXIT_USAGE;
-        }
-        osy_log_init("ac-writer",
-                     (osy_log_level_t)osy_config_enum(cfg, OSY_CFG_LOG_LEVEL),
-                     NULL);
-        if (osy_shutdown_install(errstr, sizeof(errstr)) ||
-            osy_writer_env_open(&env, cfg, "ac-writer", errstr,
-                                sizeof(errstr))) {
-                osy_log_error("ac-writer: %s", errstr);
+        rc = osy_writer_main_begin(argc, argv, "ac-writer", &cfg, &env);
+        if (rc != OSY_WRITER_MAIN_GO)
                 goto out;
-        }
+        rc = EXIT_FATAL;
 
         /* The same bucket, rate and burst as the rules' AC look-ups: every
          * AC call of every replica shares the account's 5 per second. */

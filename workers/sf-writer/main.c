@@ -10,11 +10,9 @@
 #include "optsync/config.h"
 #include "optsync/log.h"
 #include "optsync/ratelimit.h"
-#include "optsync/shutdown.h"
 #include "optsync/writer.h"
 
 #define EXIT_FATAL 1
-#define EXIT_USAGE 2
 
 int main(int argc, char **argv)
 {
@@ -27,28 +25,10 @@ int main(int argc, char **argv)
         char errstr[4096];
         int rc = EXIT_FATAL;
 
-        memset(&env, 0, sizeof(env));
-        if (argc > 1) {
-                int help = !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h");
-                fprintf(help ? stdout : stderr,
-                        "Usage: sf-writer\n"
-                        "Configuration: OPTSYNC_* environment variables (see "
-                        "docs/configuration.md and docs/writers.md).\n");
-                return help ? 0 : EXIT_USAGE;
-        }
-        if (osy_config_load(&cfg, NULL, errstr, sizeof(errstr))) {
-                fprintf(stderr, "sf-writer: bad configuration: %s\n", errstr);
-                return EXIT_USAGE;
-        }
-        osy_log_init("sf-writer",
-                     (osy_log_level_t)osy_config_enum(cfg, OSY_CFG_LOG_LEVEL),
-                     NULL);
-        if (osy_shutdown_install(errstr, sizeof(errstr)) ||
-            osy_writer_env_open(&env, cfg, "sf-writer", errstr,
-                                sizeof(errstr))) {
-                osy_log_error("sf-writer: %s", errstr);
+        rc = osy_writer_main_begin(argc, argv, "sf-writer", &cfg, &env);
+        if (rc != OSY_WRITER_MAIN_GO)
                 goto out;
-        }
+        rc = EXIT_FATAL;
 
         /* Every SF call of every replica shares the org's call rate. */
         int64_t rate = osy_config_int(cfg, OSY_CFG_SF_RATE_PER_SECOND);
