@@ -3,15 +3,16 @@
 # -> Kafka: decode, one Redis read and one write per batch, commands and
 # audit produced with acks=all) against a plain kcat pass-through of the
 # same messages on the same broker in the same run; Redis round trips per
-# event; the worker's peak RSS. The embedded broker keeps only the latest
-# few MB per partition, so both consumers run while the events are
-# produced. Last line:
+# event; the worker's peak RSS. The events are produced before anything is
+# timed (a full backlog); each stage is timed from when it starts consuming
+# to when its last output is acknowledged (the output topic's end, followed
+# by rules-bench-gen --wait). Last line:
 #   RESULT rules_events_per_s=N ratio_vs_kcat=R redis_rtt_per_event=X rss_mb=M
 #
 # usage: bench/rules.sh
 # env:   BUILD_DIR (default: build-bench-rules, a release build made here),
 #        EVENTS (300000), PERSONS (50000), PARTITIONS (6), BATCH (1000),
-#        WINDOW (30000: events the producer may run ahead of the consumer)
+#        RULES_PERF (a path: perf record the worker into it)
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,9 +21,6 @@ events=${EVENTS:-300000}
 persons=${PERSONS:-50000}
 partitions=${PARTITIONS:-6}
 batch=${BATCH:-1000}
-# Events produced ahead of the consumer at most: under the broker's few MB
-# per partition, so nothing is dropped before it is read.
-window=${WINDOW:-30000}
 rules=$build/workers/rules/rules
 gen=$build/workers/rules/rules-bench-gen
 launcher=$build/tools/embedded-kafka/optsync-embedded-kafka
@@ -38,7 +36,7 @@ cmake --build "$build" -j2 --target rules rules-bench-gen \
     optsync-embedded-kafka >/dev/null
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/optsync-bench-rules-XXXXXX")
-kpid= rpid= cpid=
+kpid= rpid= cpid= wpid=
 stop() { # pid: SIGTERM, wait
     if [ -n "$1" ] && kill -0 "$1" 2>/dev/null; then
         kill -TERM "$1" 2>/dev/null || true
@@ -46,9 +44,11 @@ stop() { # pid: SIGTERM, wait
     fi
 }
 cleanup() {
+    stop "$wpid"
     stop "$cpid"
     stop "$rpid"
     stop "$kpid"
+    [ -z "${KEEP_LOG:-}" ] || cp "$dir/rules.log" "$KEEP_LOG" 2>/dev/null || true
     bash "$top/scripts/redis-stop.sh" "$dir/redis" >/dev/null 2>&1 || true
     rm -rf "$dir"
 }
@@ -79,58 +79,89 @@ control "create-topic bench.kcat.in $partitions"
 control "create-topic bench.kcat.out $partitions"
 redis_port=$(bash "$top/scripts/redis-start.sh" "$dir/redis")
 
+# ---- the backlog: the same events on both input topics -------------------
+# lz4-compressed batches: the embedded broker keeps 5 MB per partition
+# (compressed); the generator fails if anything was dropped.
+echo "bench: producing $events events ($persons people) twice" >&2
+"$gen" --produce "$bootstrap" bench.kcat.in --events "$events" \
+    --persons "$persons" >"$dir/gen1.out"
+"$gen" --produce "$bootstrap" optsync.ac.events --events "$events" \
+    --persons "$persons" >"$dir/gen2.out"
+echo "bench: backlog: $(cat "$dir/gen2.out")" >&2
+
+follow() { # topic: background rules-bench-gen --wait; returns once it follows
+    rm -f "$dir/ready"
+    "$gen" --wait "$bootstrap" "$1" --events "$events" --ready "$dir/ready" \
+        >"$dir/wait.out" &
+    wpid=$!
+    for _ in $(seq 1 200); do
+        [ -s "$dir/ready" ] && return 0
+        sleep 0.05
+    done
+    echo "bench: cannot follow $1" >&2
+    exit 1
+}
+done_at() { # t1: the wall clock the follower saw the last output
+    wait "$wpid" || { echo "bench: follower failed" >&2; exit 1; }
+    wpid=
+    t1=$(sed -n 's/.*done=\([0-9.]*\).*/\1/p' "$dir/wait.out")
+}
+
 # ---- 1. kcat pass-through: consume N, produce each again (key kept) ------
 echo "bench: kcat pass-through of $events events" >&2
+follow bench.kcat.out
+t0=$(now)
 kcat -C -b "$bootstrap" -t bench.kcat.in -o beginning -c "$events" -q \
     -f '%k\t%s\n' |
     kcat -P -b "$bootstrap" -t bench.kcat.out -K $'\t' 2>"$dir/kcat.log" &
 cpid=$!
-sleep 1 # the simple consumer starts at once; give it its metadata
-t0=$(now)
-"$gen" --produce "$bootstrap" bench.kcat.in --events "$events" \
-    --persons "$persons" --follow bench.kcat.out --window "$window" \
-    >"$dir/gen1.out"
+done_at
 wait "$cpid"
 cpid=
-t1=$(now)
 kcat_rate=$(echo "$events / ($t1 - $t0)" | bc -l)
-printf 'bench: kcat   %8.0f events/s (producer: %s)\n' "$kcat_rate" \
-    "$(cat "$dir/gen1.out")" >&2
+printf 'bench: kcat   %8.0f events/s\n' "$kcat_rate" >&2
 
 # ---- 2. the rules worker ----------------------------------------------------
 "$gen" --seed-redis "$redis_port" --persons "$persons" --events 1
+redis_pid=$(cat "$dir/redis/redis.pid")
+cpu0_k=$(cpu_s "$kpid") cpu0_d=$(cpu_s "$redis_pid")
+# Every event gets exactly one audit record: the audit topic's end is the
+# worker's progress.
+follow optsync.audit
+echo "bench: rules over $events events ($persons people, batch $batch)" >&2
 OPTSYNC_KAFKA_BOOTSTRAP=$bootstrap OPTSYNC_REDIS_PORT=$redis_port \
 OPTSYNC_ADMIN_ADDR=127.0.0.1 OPTSYNC_ADMIN_PORT=0 \
 OPTSYNC_KAFKA_GROUP_ID=bench-rules OPTSYNC_RULES_SESSION_TIMEOUT=6s \
 OPTSYNC_RULES_BATCH_SIZE=$batch OPTSYNC_LOG_LEVEL=${RULES_LOG_LEVEL:-info} \
     "$rules" >"$dir/rules.out" 2>"$dir/rules.log" &
 rpid=$!
-for _ in $(seq 1 300); do # joined: the group assigned the partitions
-    grep -q "consumer assigned" "$dir/rules.log" 2>/dev/null && break
-    sleep 0.05
-done
-grep -q "consumer assigned" "$dir/rules.log" ||
+ppid_=
+if [ -n "${RULES_PERF:-}" ]; then # profile the worker: perf.data path
+    perf record -F ${RULES_PERF_FREQ:-1999} ${RULES_PERF_CG:--g} -p "$rpid" -o "$RULES_PERF" 2>"$dir/perf.log" &
+    ppid_=$!
+fi
+done_at
+# From the group's assignment (the log line's time stamp): fetching the
+# backlog starts there.
+assigned=$(grep -m1 "consumer assigned" "$dir/rules.log" |
+    sed -n 's/^{"ts":"\([^"]*\)".*/\1/p')
+[ -n "$assigned" ] ||
     { echo "bench: rules did not join" >&2; cat "$dir/rules.log" >&2; exit 1; }
+t0=$(date -d "$assigned" +%s.%N)
 admin=$(sed -n 's/^admin_port=//p' "$dir/rules.out")
 metric() { # value of one unlabelled metric, 0 if absent
     curl -s "http://127.0.0.1:$admin/metrics" |
         awk -v m="$1" '$1 == m { printf "%.0f\n", $2; f = 1 } END { if (!f) print 0 }'
 }
-echo "bench: rules over $events events ($persons people, batch $batch)" >&2
-redis_pid=$(cat "$dir/redis/redis.pid")
-cpu0_r=$(cpu_s "$rpid") cpu0_k=$(cpu_s "$kpid") cpu0_d=$(cpu_s "$redis_pid")
-t0=$(now)
-# Every event gets exactly one audit record: the audit topic's end is the
-# worker's progress.
-"$gen" --produce "$bootstrap" optsync.ac.events --events "$events" \
-    --persons "$persons" --follow optsync.audit --window "$window" \
-    >"$dir/gen2.out"
-while [ "$(metric osy_rules_events_total)" -lt "$events" ]; do
+# Outputs acknowledged; state, dedup keys and offsets follow within a batch.
+for _ in $(seq 1 600); do
+    [ "$(metric osy_rules_events_total)" -ge "$events" ] && break
     kill -0 "$rpid" 2>/dev/null || { echo "bench: rules died" >&2; exit 1; }
     sleep 0.05
 done
-t1=$(now)
-cpu_r=$(echo "$(cpu_s "$rpid") - $cpu0_r" | bc -l)
+[ "$(metric osy_rules_events_total)" -ge "$events" ] ||
+    { echo "bench: rules did not finish" >&2; exit 1; }
+cpu_r=$(cpu_s "$rpid")
 cpu_k=$(echo "$(cpu_s "$kpid") - $cpu0_k" | bc -l)
 cpu_d=$(echo "$(cpu_s "$redis_pid") - $cpu0_d" | bc -l)
 rules_rate=$(echo "$events / ($t1 - $t0)" | bc -l)
@@ -138,13 +169,17 @@ rtt=$(metric osy_rules_redis_roundtrips_total)
 lookups=$(metric osy_rules_ac_lookups_total)
 dlq=$(metric osy_rules_dead_letters_total)
 rss_kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$rpid/status")
+[ -z "${KEEP_LOG:-}" ] || redis-cli -p "$redis_port" INFO commandstats \
+    >"$KEEP_LOG.redis" 2>/dev/null || true
+[ -z "$ppid_" ] || kill -INT "$ppid_" 2>/dev/null || true
+[ -z "$ppid_" ] || wait "$ppid_" 2>/dev/null || true
 stop "$rpid"
 rpid=
-printf 'bench: rules  %8.0f events/s (producer: %s)\n' "$rules_rate" \
-    "$(cat "$dir/gen2.out")" >&2
+printf 'bench: rules  %8.0f events/s (%.3f s from assignment to the last audit record)\n' \
+    "$rules_rate" "$(echo "$t1 - $t0" | bc -l)" >&2
 echo "bench: redis round trips $rtt, AC look-ups $lookups, dead letters $dlq," \
     "peak RSS ${rss_kb} kB" >&2
-printf 'bench: CPU per 1000 events: rules %.0f ms, broker %.0f ms, redis %.0f ms (load: %s)\n' \
+printf 'bench: CPU per 1000 events: rules %.1f ms, broker %.1f ms, redis %.1f ms (load: %s)\n' \
     "$(echo "$cpu_r * 1000000 / $events" | bc -l)" \
     "$(echo "$cpu_k * 1000000 / $events" | bc -l)" \
     "$(echo "$cpu_d * 1000000 / $events" | bc -l)" "$(cut -d' ' -f1-3 /proc/loadavg)" >&2

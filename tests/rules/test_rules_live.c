@@ -393,6 +393,21 @@ static const struct osy_msg *find(osy_msg_type_t type, const char *ref)
         return NULL;
 }
 
+/*
+ * find(), collecting for up to WAIT_MS until it is there: a decision's
+ * outputs go to different topics, so the test's consumer may see its
+ * audit record before its command.
+ */
+static const struct osy_msg *find_wait(osy_msg_type_t type, const char *ref)
+{
+        int64_t end = osy_test_now_ms() + WAIT_MS;
+        const struct osy_msg *m;
+
+        while (!(m = find(type, ref)) && osy_test_now_ms() < end)
+                collect(100);
+        return m;
+}
+
 static void expect_audit(const char *ref, osy_rule_t rule,
                          osy_outcome_t outcome)
 {
@@ -409,7 +424,7 @@ static void expect_audit(const char *ref, osy_rule_t rule,
 
 static void expect_sf(const char *ref, osy_rule_t rule, int opted)
 {
-        const struct osy_msg *c = find(OSY_MSG_SF_COMMAND, ref);
+        const struct osy_msg *c = find_wait(OSY_MSG_SF_COMMAND, ref);
         assert_non_null(c);
         assert_int_equal(c->sf_command.rule, rule);
         assert_int_equal(c->sf_command.has_opted_out_of_email, opted);
@@ -503,7 +518,7 @@ static void r4_tick_then_echoes_give_no_more_commands(void **s)
         wait_audits(ids, 4, WAIT_MS);
         expect_audit(ids[0], OSY_RULE_R4, OSY_OUTCOME_APPLIED);
         expect_sf(ids[0], OSY_RULE_R4, 1);
-        ac = find(OSY_MSG_AC_COMMAND, ids[0]);
+        ac = find_wait(OSY_MSG_AC_COMMAND, ids[0]);
         assert_non_null(ac);
         assert_int_equal(ac->ac_command.action, OSY_AC_UNSUBSCRIBE_ALL_LISTS);
         assert_string_equal(ac->ac_command.contact_id, "c4");
@@ -794,7 +809,7 @@ static void ac_lookup_fills_a_miss_once_through_503s(void **s)
         wait_audits(ids, 1, WAIT_MS);
         expect_audit(ids[0], OSY_RULE_R4, OSY_OUTCOME_APPLIED);
         expect_sf(ids[0], OSY_RULE_R4, 1);
-        assert_non_null(ac = find(OSY_MSG_AC_COMMAND, ids[0]));
+        assert_non_null(ac = find_wait(OSY_MSG_AC_COMMAND, ids[0]));
         assert_string_equal(ac->ac_command.contact_id, "77");
         assert_int_equal(count_type(OSY_MSG_DLQ), 0);
         calls = ac_requests();

@@ -1,8 +1,9 @@
 /*
  * rules-bench-gen - the input of bench/rules.sh: seeds the person state of
  * M people in Redis (so no event needs an AC look-up: the steady state of
- * a warm cache), and produces N pre-encoded events for them to a topic as
- * fast as the broker takes them.
+ * a warm cache), produces N pre-encoded events for them to a topic before
+ * anything is timed, and follows an output topic's end to time a stage
+ * (kcat or rules) from the outside.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,10 +20,11 @@
 
 struct gen_opts {
         const char *bootstrap, *topic, *tenant, *prefix;
-        const char *follow; /* output topic whose end shows progress */
-        long events, persons, window;
+        const char *ready_file; /* --wait: written once it follows */
+        long events, persons;
+        double timeout_s;
         int redis_port;
-        int seed, produce;
+        int seed, produce, wait;
 };
 
 static double now_s(void)
@@ -32,14 +34,21 @@ static double now_s(void)
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static double wall_s(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void usage(void)
 {
-        fprintf(stderr,
-                "usage: rules-bench-gen [--seed-redis PORT] [--produce "
-                "BOOTSTRAP TOPIC]\n"
-                "                       [--events N] [--persons M] "
-                "[--tenant T] [--prefix P]\n"
-                "                       [--follow OUT_TOPIC [--window W]]\n");
+        fprintf(stderr, "usage: rules-bench-gen [--seed-redis PORT] [--produce "
+                        "BOOTSTRAP TOPIC]\n"
+                        "                       [--wait BOOTSTRAP OUT_TOPIC "
+                        "[--ready FILE] [--timeout S]]\n"
+                        "                       [--events N] [--persons M] "
+                        "[--tenant T] [--prefix P]\n");
 }
 
 /* Person p's state: qualified, contact "<p>", no active list yet. */
@@ -136,18 +145,28 @@ static int make_event(const struct gen_opts *o, long p, long k,
         }
 }
 
-/* Messages in @p topic (the sum of its partitions' high watermarks):
- * one output per input, so this is how far the consumer has come. */
-static long progress(rd_kafka_t *rk, const char *topic, int partitions)
+/* The end offsets of every partition of @p topic, summed: one
+ * ListOffsets request per leader (offsets_for_times with "latest"), so
+ * following an output topic costs the broker little. -1 on failure. */
+static long end_offsets(rd_kafka_t *rk, const char *topic, int partitions,
+                        int beginning)
 {
+        rd_kafka_topic_partition_list_t *l =
+            rd_kafka_topic_partition_list_new(partitions);
         long sum = 0;
-        for (int p = 0; p < partitions; p++) {
-                int64_t lo, hi;
-                if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi,
-                                                     5000))
-                        return -1;
-                sum += (long)hi;
+
+        for (int p = 0; p < partitions; p++)
+                rd_kafka_topic_partition_list_add(l, topic, p)->offset =
+                    beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
+        if (rd_kafka_offsets_for_times(rk, l, 5000)) {
+                sum = -1;
+        } else {
+                for (int p = 0; p < l->cnt && sum >= 0; p++)
+                        sum = l->elems[p].err || l->elems[p].offset < 0
+                                  ? -1
+                                  : sum + (long)l->elems[p].offset;
         }
+        rd_kafka_topic_partition_list_destroy(l);
         return sum;
 }
 
@@ -173,21 +192,39 @@ struct encoded {
         char key[OSY_PARTITION_KEY_BUFSZ];
 };
 
+/*
+ * Produce the whole backlog before anything is timed: lz4-compressed
+ * batches of 1,000, as a busy ingest writes them (the embedded broker
+ * keeps 5 MB per partition,
+ * counted compressed, so 300,000 events fit in 6 partitions), then check
+ * that every partition still starts at offset 0: nothing was dropped.
+ */
 static int produce(const struct gen_opts *o)
 {
         struct osy_kafka_opts ko         = {.bootstrap = o->bootstrap,
                                             .client_id = "rules-bench-gen"};
-        static const char *const extra[] = {"linger.ms", "20", NULL};
+        static const char *const extra[] = {"linger.ms",
+                                            "50",
+                                            "batch.num.messages",
+                                            "1000",
+                                            "batch.size",
+                                            "1000000",
+                                            "compression.codec",
+                                            "lz4",
+                                            "queue.buffering.max.messages",
+                                            "1000000",
+                                            NULL};
         osy_kafka_producer_t *pr         = NULL;
         struct encoded *ev = calloc((size_t)o->events, sizeof(*ev));
         char errstr[OSY_ERRSTR_SIZE];
         double t0, t1;
-        long base      = 0;
+        long base, lo, hi;
+        size_t bytes   = 0;
         int partitions = 0, rc = 1;
+        rd_kafka_t *rk;
 
         if (!ev)
                 return 1;
-        /* Encode first: the timed part is producing only. */
         for (long i = 0; i < o->events; i++) {
                 struct osy_msg m;
                 long p = i % o->persons, k = i / o->persons;
@@ -200,6 +237,7 @@ static int produce(const struct gen_opts *o)
                         osy_msg_clear(&m);
                         goto out;
                 }
+                bytes += ev[i].len;
                 osy_msg_clear(&m);
         }
         ko.extra = extra;
@@ -207,28 +245,15 @@ static int produce(const struct gen_opts *o)
                 fprintf(stderr, "gen: %s\n", errstr);
                 goto out;
         }
-        if (o->follow) {
-                rd_kafka_t *rk = osy_kafka_producer_handle(pr);
-                if ((partitions = partition_count(rk, o->follow)) < 1 ||
-                    (base = progress(rk, o->follow, partitions)) < 0) {
-                        fprintf(stderr, "gen: cannot read %s\n", o->follow);
-                        goto out;
-                }
+        rk = osy_kafka_producer_handle(pr);
+        if ((partitions = partition_count(rk, o->topic)) < 1 ||
+            (base = end_offsets(rk, o->topic, partitions, 0)) < 0) {
+                fprintf(stderr, "gen: cannot read %s\n", o->topic);
+                goto out;
         }
         t0 = now_s();
         for (long i = 0; i < o->events; i++) {
                 osy_err_t err;
-                /* The broker keeps only the last few MB per partition:
-                 * stay at most a window ahead of the consumer, or what it
-                 * has not read yet is gone. */
-                if (o->follow && i % 1000 == 0) {
-                        rd_kafka_t *rk = osy_kafka_producer_handle(pr);
-                        long done;
-                        while ((done = progress(rk, o->follow, partitions)) >=
-                                   0 &&
-                               i - (done - base) > o->window)
-                                osy_kafka_producer_poll(pr, 2);
-                }
                 while ((err = osy_kafka_produce(
                             pr, o->topic, ev[i].key, strlen(ev[i].key),
                             ev[i].val, ev[i].len, NULL, NULL, errstr,
@@ -244,8 +269,18 @@ static int produce(const struct gen_opts *o)
                 goto out;
         }
         t1 = now_s();
-        printf("produced=%ld seconds=%.3f per_s=%.0f\n", o->events, t1 - t0,
-               (double)o->events / (t1 - t0));
+        lo = end_offsets(rk, o->topic, partitions, 1);
+        hi = end_offsets(rk, o->topic, partitions, 0);
+        if (lo != 0 || hi != base + o->events) {
+                fprintf(stderr,
+                        "gen: %s holds offsets %ld..%ld, not 0..%ld: the "
+                        "broker dropped events (fewer EVENTS or more "
+                        "PARTITIONS)\n",
+                        o->topic, lo, hi, base + o->events);
+                goto out;
+        }
+        printf("produced=%ld bytes=%zu seconds=%.3f per_s=%.0f\n", o->events,
+               bytes, t1 - t0, (double)o->events / (t1 - t0));
         rc = 0;
 out:
         osy_kafka_producer_destroy(pr);
@@ -255,13 +290,75 @@ out:
         return rc;
 }
 
+/*
+ * Follow @p o->topic's end until it has grown by o->events: a consumer
+ * and producer stage is done when its last output is acknowledged (the
+ * broker moves a partition's end when it appends). Writes "ready" to
+ * o->ready_file once the starting point is known, then prints the wall
+ * clock (CLOCK_REALTIME, seconds) of the first growth and of the end.
+ */
+static int wait_output(const struct gen_opts *o)
+{
+        struct osy_kafka_opts ko = {.bootstrap = o->bootstrap,
+                                    .client_id = "rules-bench-wait"};
+        osy_kafka_producer_t *pr = NULL;
+        char errstr[OSY_ERRSTR_SIZE];
+        double first = 0, done = 0, deadline;
+        long base, cur;
+        int partitions, rc = 1;
+        rd_kafka_t *rk;
+
+        if (osy_kafka_producer_new(&pr, &ko, errstr, sizeof(errstr))) {
+                fprintf(stderr, "wait: %s\n", errstr);
+                return 1;
+        }
+        rk = osy_kafka_producer_handle(pr);
+        if ((partitions = partition_count(rk, o->topic)) < 1 ||
+            (base = end_offsets(rk, o->topic, partitions, 0)) < 0) {
+                fprintf(stderr, "wait: cannot read %s\n", o->topic);
+                goto out;
+        }
+        cur = base;
+        if (o->ready_file) {
+                FILE *f = fopen(o->ready_file, "w");
+                if (!f || fputs("ready\n", f) < 0 || fclose(f)) {
+                        fprintf(stderr, "wait: cannot write %s\n",
+                                o->ready_file);
+                        goto out;
+                }
+        }
+        deadline = now_s() + o->timeout_s;
+        while (cur - base < o->events) {
+                struct timespec ts = {0, 5 * 1000000L}; /* 5 ms */
+                long n             = end_offsets(rk, o->topic, partitions, 0);
+                if (n > cur) {
+                        cur = n;
+                        if (!first && cur > base)
+                                first = wall_s();
+                }
+                if (now_s() > deadline) {
+                        fprintf(stderr, "wait: %s grew by %ld of %ld\n",
+                                o->topic, cur - base, o->events);
+                        goto out;
+                }
+                if (cur - base < o->events)
+                        nanosleep(&ts, NULL);
+        }
+        done = wall_s();
+        printf("first=%.6f done=%.6f\n", first, done);
+        rc = 0;
+out:
+        osy_kafka_producer_destroy(pr);
+        return rc;
+}
+
 int main(int argc, char **argv)
 {
-        struct gen_opts o = {.tenant  = "acme",
-                             .prefix  = "optsync",
-                             .events  = 100000,
-                             .persons = 20000,
-                             .window  = 30000};
+        struct gen_opts o = {.tenant    = "acme",
+                             .prefix    = "optsync",
+                             .events    = 100000,
+                             .persons   = 20000,
+                             .timeout_s = 600};
         char *end;
 
         for (int i = 1; i < argc; i++) {
@@ -276,10 +373,14 @@ int main(int argc, char **argv)
                         o.events = strtol(argv[++i], &end, 10);
                 } else if (!strcmp(argv[i], "--persons") && i + 1 < argc) {
                         o.persons = strtol(argv[++i], &end, 10);
-                } else if (!strcmp(argv[i], "--follow") && i + 1 < argc) {
-                        o.follow = argv[++i];
-                } else if (!strcmp(argv[i], "--window") && i + 1 < argc) {
-                        o.window = strtol(argv[++i], &end, 10);
+                } else if (!strcmp(argv[i], "--wait") && i + 2 < argc) {
+                        o.wait      = 1;
+                        o.bootstrap = argv[++i];
+                        o.topic     = argv[++i];
+                } else if (!strcmp(argv[i], "--ready") && i + 1 < argc) {
+                        o.ready_file = argv[++i];
+                } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+                        o.timeout_s = strtod(argv[++i], &end);
                 } else if (!strcmp(argv[i], "--tenant") && i + 1 < argc) {
                         o.tenant = argv[++i];
                 } else if (!strcmp(argv[i], "--prefix") && i + 1 < argc) {
@@ -289,13 +390,16 @@ int main(int argc, char **argv)
                         return 2;
                 }
         }
-        if ((!o.seed && !o.produce) || o.events < 1 || o.persons < 1) {
+        if ((!o.seed && !o.produce && !o.wait) || o.events < 1 ||
+            o.persons < 1 || o.timeout_s <= 0) {
                 usage();
                 return 2;
         }
         if (o.seed && seed(&o))
                 return 1;
         if (o.produce && produce(&o))
+                return 1;
+        if (o.wait && wait_output(&o))
                 return 1;
         return 0;
 }

@@ -41,10 +41,11 @@ static void kafka_extra(const osy_config_t *cfg, const char **extra,
                 extra[n++] = session;
                 extra[n++] = "heartbeat.interval.ms";
                 extra[n++] = heartbeat;
-                /* Prefetch at most 8 MB (librdkafka's default is 64 MB):
-                 * a worker that falls behind must not grow without bound. */
+                /* Prefetch at most 4 MB (librdkafka's default is 64 MB):
+                 * a worker that falls behind must not grow without bound;
+                 * 4 MB is still over ten batches ahead. */
                 extra[n++] = "queued.max.messages.kbytes";
-                extra[n++] = "8192";
+                extra[n++] = "4096";
         } else {
                 snprintf(timeout, timeout_size, "%" PRId64,
                          osy_config_ms(cfg, OSY_CFG_KAFKA_PRODUCE_TIMEOUT));

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,19 +33,25 @@
  * person. Version times are below 2^53 ms, exact in Lua numbers. The
  * dedup keys are plain SETs in the same pipeline.
  *
+ * One redis.call per person in the usual case: SET ... GET writes and
+ * returns what was there (Redis >= 6.2); only when that was newer is it
+ * put back (with a fresh TTL), which no one can observe in between since
+ * a script runs atomically. A GET before every SET cost about a third of
+ * the script's time.
+ *
  * KEYS: the state keys. ARGV: state TTL ms, then per key: the state and
  * its version ms. Returns the number of writes refused as older.
  */
 const char osy_rules_apply_lua[] =
     "local sttl, refused = ARGV[1], 0\n"
     "for i = 1, #KEYS do\n"
-    "  local st, ms = ARGV[2 * i], tonumber(ARGV[2 * i + 1])\n"
-    "  local cur = redis.call('GET', KEYS[i])\n"
+    "  local ms = tonumber(ARGV[2 * i + 1])\n"
+    "  local cur = redis.call('SET', KEYS[i], ARGV[2 * i], 'PX', sttl, "
+    "'GET')\n"
     "  local cms = cur and tonumber(string.match(cur, '^1|(%d+)|'))\n"
     "  if cms and cms > ms then\n"
+    "    redis.call('SET', KEYS[i], cur, 'PX', sttl)\n"
     "    refused = refused + 1\n"
-    "  else\n"
-    "    redis.call('SET', KEYS[i], st, 'PX', sttl)\n"
     "  end\n"
     "end\n"
     "return refused\n";
@@ -56,7 +63,14 @@ const char osy_rules_apply_lua[] =
 #define WRITE_ATTEMPTS 4     /* Redis writes retried in place */
 #define PRODUCE_ATTEMPTS 3   /* failed deliveries re-produced in place */
 #define LAG_INTERVAL_MS 1000 /* consumer lag gauge refresh */
+#define KICK_INTERVAL_MS 10  /* kick_fetcher() at most this often */
+#define KICK_TIMEOUT_MS 50   /* ... waiting this long for the leaders */
+#define KICK_BACKOFF_MS 1000 /* ... and not again this soon if it failed */
 #define OVERLAY_BUCKETS 4096
+/* States per EVALSHA of the apply script: a script runs atomically, so
+ * one over a whole batch (8 ms for 1,000) held up the next batch's MGET
+ * on the other connection for that long; chunks let it in between. */
+#define APPLY_CHUNK 200
 
 struct batch;
 
@@ -117,7 +131,9 @@ struct batch {
         size_t arena_len, arena_cap;
         int64_t acks_outstanding;
         int produce_attempts;
+        int writing; /* handed to the writer thread */
         int64_t produced_at, t_start, t_read, t_decided; /* monotonic ms */
+        int64_t t_acked, t_decoded;
 };
 
 /* The state of a person decided by a batch in flight, not yet in Redis:
@@ -125,6 +141,7 @@ struct batch {
  * in flight that changed it. */
 struct ov_person {
         struct ov_person *next;
+        size_t hash; /* of pkey: compared before the string */
         char *pkey;
         struct osy_rules_person st;
         int refs;
@@ -163,8 +180,25 @@ struct osy_rules_worker_s {
         char *redis_prefix;
         osy_kafka_producer_t *producer;
         osy_kafka_consumer_t *consumer;
-        osy_redis_t *redis;
+        osy_redis_t *redis; /* reads (main thread) */
         osy_redis_script_t *apply;
+
+        /* The Redis writes run on a thread of their own with their own
+         * connection, so deciding the next batches overlaps the write of
+         * an acknowledged one (it took a third of the time when the loop
+         * waited for it). One write at a time, the head batch's; the
+         * batch is not touched by the main thread meanwhile. */
+        osy_redis_t *wredis;
+        pthread_t wthread;
+        int wthread_started;
+        pthread_mutex_t wlock;
+        pthread_cond_t wcond;
+        struct batch *wjob; /* being written, or written and not taken */
+        int wdone, wstop;
+        osy_err_t werr;
+        char wwhy[OSY_TEXT_MAX];
+        long long wrefused;
+        int wrtt;
 
         /* Records polled and not yet decided, in poll order. */
         struct qitem *queue;
@@ -196,6 +230,7 @@ struct osy_rules_worker_s {
         char last_error[OSY_TEXT_MAX];
 
         int64_t lag_at;
+        int64_t kick_at; /* last kick_fetcher() */
         double cache_hits, cache_misses;
         _Atomic int ready;
         int closed;
@@ -410,9 +445,10 @@ static size_t hash_bytes(const char *s, size_t len)
 static struct ov_person *ov_person_find(osy_rules_worker_t *w, const char *pkey,
                                         size_t len)
 {
-        struct ov_person *e = w->ovp[hash_bytes(pkey, len) % OVERLAY_BUCKETS];
+        size_t h            = hash_bytes(pkey, len);
+        struct ov_person *e = w->ovp[h % OVERLAY_BUCKETS];
         for (; e; e = e->next)
-                if (!strcmp(e->pkey, pkey))
+                if (e->hash == h && !strcmp(e->pkey, pkey))
                         return e;
         return NULL;
 }
@@ -422,13 +458,15 @@ static osy_err_t ov_person_put(osy_rules_worker_t *w, const char *pkey,
                                size_t len, const struct osy_rules_person *st)
 {
         struct ov_person *e = ov_person_find(w, pkey, len);
-        size_t b            = hash_bytes(pkey, len) % OVERLAY_BUCKETS;
+        size_t h            = hash_bytes(pkey, len);
+        size_t b            = h % OVERLAY_BUCKETS;
 
         if (!e) {
                 if (!(e = calloc(1, sizeof(*e))) || !(e->pkey = strdup(pkey))) {
                         free(e);
                         return OSY_ERR_NOMEM;
                 }
+                e->hash   = h;
                 e->next   = w->ovp[b];
                 w->ovp[b] = e;
         }
@@ -441,11 +479,11 @@ static osy_err_t ov_person_put(osy_rules_worker_t *w, const char *pkey,
 static void ov_person_release(osy_rules_worker_t *w, const char *pkey,
                               size_t len)
 {
-        size_t b              = hash_bytes(pkey, len) % OVERLAY_BUCKETS;
-        struct ov_person **pp = &w->ovp[b], *e;
+        size_t h              = hash_bytes(pkey, len);
+        struct ov_person **pp = &w->ovp[h % OVERLAY_BUCKETS], *e;
 
         for (; (e = *pp); pp = &e->next) {
-                if (strcmp(e->pkey, pkey))
+                if (e->hash != h || strcmp(e->pkey, pkey))
                         continue;
                 if (--e->refs <= 0) {
                         *pp = e->next;
@@ -717,6 +755,7 @@ static int in_parts(const rd_kafka_topic_partition_list_t *parts,
 }
 
 static void drain(osy_rules_worker_t *w, int64_t deadline);
+static void *writer_main(void *arg);
 
 /*
  * Partitions are about to go. Batches in flight are finished first (their
@@ -799,6 +838,8 @@ osy_err_t osy_rules_worker_new(osy_rules_worker_t **wp,
                                   "rules: out of memory");
                 goto out;
         }
+        pthread_mutex_init(&w->wlock, NULL);
+        pthread_cond_init(&w->wcond, NULL);
         w->o = *opts;
         if (w->o.batch_size <= 0)
                 w->o.batch_size = OSY_RULES_DEFAULT_BATCH_SIZE;
@@ -828,8 +869,16 @@ osy_err_t osy_rules_worker_new(osy_rules_worker_t **wp,
             (err = osy_redis_script_new(&w->apply, osy_rules_apply_lua, errstr,
                                         errstr_size)) ||
             (err = osy_redis_connect(&w->redis, &opts->redis, errstr,
+                                     errstr_size)) ||
+            (err = osy_redis_connect(&w->wredis, &opts->redis, errstr,
                                      errstr_size)))
                 goto out;
+        if (pthread_create(&w->wthread, NULL, writer_main, w)) {
+                err = osy_err_set(OSY_ERR_NOMEM, errstr, errstr_size,
+                                  "rules: cannot start the writer thread");
+                goto out;
+        }
+        w->wthread_started = 1;
 
         ko.bootstrap = opts->bootstrap;
         ko.client_id = opts->client_id ? opts->client_id : "optsync-rules";
@@ -902,6 +951,14 @@ void osy_rules_worker_destroy(osy_rules_worker_t *w)
                 return;
         osy_rules_worker_close(w, NULL, 0);
         osy_kafka_consumer_destroy(w->consumer);
+        if (w->wthread_started) {
+                /* Close drained the batches: no write is in flight. */
+                pthread_mutex_lock(&w->wlock);
+                w->wstop = 1;
+                pthread_cond_broadcast(&w->wcond);
+                pthread_mutex_unlock(&w->wlock);
+                pthread_join(w->wthread, NULL);
+        }
         /* Anything still in flight (a close that timed out) has its
          * delivery callbacks run by the producer's destroy: the batches
          * must still exist then. */
@@ -915,7 +972,10 @@ void osy_rules_worker_destroy(osy_rules_worker_t *w)
                 free(e);
         }
         osy_redis_destroy(w->redis);
+        osy_redis_destroy(w->wredis);
         osy_redis_script_destroy(w->apply);
+        pthread_cond_destroy(&w->wcond);
+        pthread_mutex_destroy(&w->wlock);
         free(w->queue);
         free(w->redis_prefix);
         free(w);
@@ -1171,12 +1231,12 @@ out:
 
 /* Append one command to the pipeline; on failure clear the discarded
  * pipeline so the connection is clean for the next batch. */
-static osy_err_t append(osy_rules_worker_t *w, int argc, const char **argv,
+static osy_err_t append(osy_redis_t *conn, int argc, const char **argv,
                         char *errstr, size_t errstr_size)
 {
-        osy_err_t err = osy_redis_pipeline_append_argv(
-            w->redis, argc, argv, NULL, errstr, errstr_size);
-        if (err && osy_redis_pipeline_exec(w->redis, NULL, 0, NULL, 0))
+        osy_err_t err = osy_redis_pipeline_append_argv(conn, argc, argv, NULL,
+                                                       errstr, errstr_size);
+        if (err && osy_redis_pipeline_exec(conn, NULL, 0, NULL, 0))
                 osy_log_debug("rules: discarded pipeline cleared");
         return err;
 }
@@ -1187,23 +1247,27 @@ static osy_err_t append(osy_rules_worker_t *w, int argc, const char **argv,
  * dedup keys: the events come again, and the state's version makes them
  * duplicates or stale, never decided twice.
  */
-static osy_err_t redis_write(osy_rules_worker_t *w, struct batch *b,
+static osy_err_t redis_write(osy_rules_worker_t *w, osy_redis_t *conn,
+                             struct batch *b, long long *refused, int *rtt,
                              char *errstr, size_t errstr_size)
 {
-        const char **argv = NULL;
-        char **states     = NULL;
-        char *nums        = NULL; /* one 24-byte number per person */
-        redisReply **rep  = NULL;
-        size_t argc = 0, nstates = 0, ncmds = 0;
+        const char **argv  = NULL;
+        const char **skeys = NULL;
+        char **states      = NULL;
+        char *nums         = NULL; /* one 24-byte number per person */
+        redisReply **rep   = NULL;
+        size_t argc = 0, nstates = 0, ncmds = 0, neval = 0;
         char sttl[32], dttl[32], nk[24];
         const char *set[5] = {"SET", NULL, "1", "PX", dttl};
         osy_err_t err      = OSY_OK;
         int reloaded       = 0;
 
-        if (!(argv = malloc((4 + 3 * b->persons_n) * sizeof(*argv))) ||
+        if (!(argv = malloc((4 + 3 * APPLY_CHUNK) * sizeof(*argv))) ||
+            !(skeys = malloc((b->persons_n + 1) * sizeof(*skeys))) ||
             !(states = calloc(b->persons_n + 1, sizeof(*states))) ||
             !(nums = malloc(b->persons_n * 24 + 1)) ||
-            !(rep = calloc(b->n + 1, sizeof(*rep)))) {
+            !(rep = calloc(b->n + b->persons_n / APPLY_CHUNK + 2,
+                           sizeof(*rep)))) {
                 err = osy_err_set(OSY_ERR_NOMEM, errstr, errstr_size,
                                   "rules: out of memory");
                 goto out;
@@ -1222,51 +1286,56 @@ static osy_err_t redis_write(osy_rules_worker_t *w, struct batch *b,
                 }
                 snprintf(nums + nstates * 24, 24, "%" PRId64,
                          rp->st.version_ms);
-                argv[3 + nstates] = rp->skey;
+                skeys[nstates] = rp->skey;
                 nstates++;
         }
 again:
-        ncmds = 0;
-        if (nstates) {
-                /* EVALSHA sha n key... sttl (state ms)... */
+        ncmds = neval = 0;
+        for (size_t c0 = 0; c0 < nstates; c0 += APPLY_CHUNK) {
+                size_t cn =
+                    nstates - c0 < APPLY_CHUNK ? nstates - c0 : APPLY_CHUNK;
+                /* EVALSHA sha n key... sttl (state ms)... (the args are
+                 * copied into the pipeline at once) */
                 argv[0] = "EVALSHA";
                 argv[1] = osy_redis_script_sha(w->apply);
                 argv[2] = nk;
-                snprintf(nk, sizeof(nk), "%zu", nstates);
-                argc         = 3 + nstates;
+                snprintf(nk, sizeof(nk), "%zu", cn);
+                argc = 3;
+                for (size_t k = 0; k < cn; k++)
+                        argv[argc++] = skeys[c0 + k];
                 argv[argc++] = sttl;
-                for (size_t k = 0; k < nstates; k++) {
-                        argv[argc++] = states[k];
-                        argv[argc++] = nums + k * 24;
+                for (size_t k = 0; k < cn; k++) {
+                        argv[argc++] = states[c0 + k];
+                        argv[argc++] = nums + (c0 + k) * 24;
                 }
-                if ((err = append(w, (int)argc, argv, errstr, errstr_size)))
+                if ((err = append(conn, (int)argc, argv, errstr, errstr_size)))
                         goto out;
                 ncmds++;
+                neval++;
         }
         for (size_t i = 0; i < b->n && !reloaded; i++) {
                 if (!b->msgs[i].set_dedup)
                         continue;
                 set[1] = b->msgs[i].dkey;
-                if ((err = append(w, 5, set, errstr, errstr_size)))
+                if ((err = append(conn, 5, set, errstr, errstr_size)))
                         goto out;
                 ncmds++;
         }
         if (!ncmds)
                 goto out;
-        w->stats.redis_roundtrips++;
-        osy_counter_inc(w->m.rtt);
-        if ((err = osy_redis_pipeline_exec(w->redis, rep, ncmds, errstr,
+        (*rtt)++;
+        if ((err = osy_redis_pipeline_exec(conn, rep, ncmds, errstr,
                                            errstr_size)))
                 goto out;
         for (size_t c = 0; c < ncmds; c++) {
                 osy_err_t e = osy_redis_reply_err(rep[c], errstr, errstr_size);
-                if (c == 0 && nstates && e == OSY_ERR_NOT_FOUND && !reloaded) {
+                if (c == 0 && neval && e == OSY_ERR_NOT_FOUND && !reloaded) {
                         /* NOSCRIPT (Redis restarted or flushed): load it
                          * and run the script again (the SETs went
                          * through). */
                         osy_redis_replies_free(rep, ncmds);
-                        if ((err = osy_redis_script_load(w->redis, w->apply,
-                                                         errstr, errstr_size)))
+                        if ((err = osy_redis_script_load(conn, w->apply, errstr,
+                                                         errstr_size)))
                                 goto out;
                         reloaded = 1;
                         goto again;
@@ -1276,9 +1345,9 @@ again:
                         goto out;
                 }
         }
-        if (nstates && rep[0]->type == REDIS_REPLY_INTEGER &&
-            rep[0]->integer > 0)
-                osy_counter_add(w->m.write_stale, (double)rep[0]->integer);
+        for (size_t c = 0; c < neval; c++)
+                if (rep[c]->type == REDIS_REPLY_INTEGER && rep[c]->integer > 0)
+                        *refused += rep[c]->integer;
 out:
         if (rep) {
                 osy_redis_replies_free(rep, ncmds);
@@ -1289,6 +1358,7 @@ out:
                         free(states[k]);
         free(states);
         free(nums);
+        free(skeys);
         free(argv);
         return err;
 }
@@ -1374,8 +1444,22 @@ static void infra_failure(osy_rules_worker_t *w, const char *why)
  * head, undecided and unstored, to be decided again (re-emitting the same
  * outputs: same ids, desired states). The overlay empties with them.
  */
+static int write_take(osy_rules_worker_t *w, int timeout_ms, osy_err_t *errp,
+                      char *why, size_t whysz);
+static void finish_head(osy_rules_worker_t *w);
+
 static void abandon_all(osy_rules_worker_t *w, const char *why)
 {
+        if (w->b_count && slot(w, 0)->writing) {
+                /* The writer reads the head batch: wait for it. Written,
+                 * the head is done (its outputs were acknowledged). */
+                char wwhy[OSY_TEXT_MAX];
+                osy_err_t err;
+
+                write_take(w, -1, &err, wwhy, sizeof(wwhy));
+                if (!err)
+                        finish_head(w);
+        }
         if (!w->b_count)
                 return;
         osy_log_warn("rules: %zu batch(es) in flight given back: %s",
@@ -1585,33 +1669,129 @@ static void store_offsets(osy_rules_worker_t *w, struct batch *b)
         }
 }
 
-/* The head batch is acknowledged: write state and dedup keys, store the
- * offsets, count. @returns OSY_OK, or the Redis error (nothing stored). */
-static osy_err_t finish_head(osy_rules_worker_t *w, char *why, size_t whysz)
-{
-        struct batch *b = slot(w, 0);
-        int64_t t_acked = mono_ms(), now;
-        osy_err_t err;
+/* ---- the writer thread ------------------------------------------------------
+ */
 
-        for (int attempt = 0;; attempt++) {
-                if (!(err = redis_write(w, b, why, whysz)))
+/* Write one batch: state and dedup keys, retried in place (the main
+ * thread goes on deciding meanwhile). */
+static void *writer_main(void *arg)
+{
+        osy_rules_worker_t *w = arg;
+
+        pthread_mutex_lock(&w->wlock);
+        for (;;) {
+                struct batch *b;
+                char why[OSY_TEXT_MAX] = "";
+                long long refused      = 0;
+                int rtt                = 0;
+                osy_err_t err;
+
+                while (!w->wstop && (!w->wjob || w->wdone))
+                        pthread_cond_wait(&w->wcond, &w->wlock);
+                if (w->wstop)
                         break;
-                if (err == OSY_ERR_NOMEM || attempt + 1 >= WRITE_ATTEMPTS)
-                        return err;
-                {
-                        struct timespec ts = {0, (long)(50L << attempt) *
-                                                     1000000L};
-                        nanosleep(&ts, NULL);
+                b = w->wjob;
+                pthread_mutex_unlock(&w->wlock);
+                for (int attempt = 0;; attempt++) {
+                        if (!(err = redis_write(w, w->wredis, b, &refused, &rtt,
+                                                why, sizeof(why))))
+                                break;
+                        if (err == OSY_ERR_NOMEM ||
+                            attempt + 1 >= WRITE_ATTEMPTS)
+                                break;
+                        {
+                                struct timespec ts = {
+                                    0, (long)(50L << attempt) * 1000000L};
+                                nanosleep(&ts, NULL);
+                        }
+                }
+                pthread_mutex_lock(&w->wlock);
+                w->werr     = err;
+                w->wrefused = refused;
+                w->wrtt     = rtt;
+                memcpy(w->wwhy, why, sizeof(why));
+                w->wdone = 1;
+                pthread_cond_broadcast(&w->wcond);
+        }
+        pthread_mutex_unlock(&w->wlock);
+        return NULL;
+}
+
+static void write_start(osy_rules_worker_t *w, struct batch *b)
+{
+        b->writing = 1;
+        b->t_acked = mono_ms();
+        pthread_mutex_lock(&w->wlock);
+        w->wjob  = b;
+        w->wdone = 0;
+        pthread_cond_broadcast(&w->wcond);
+        pthread_mutex_unlock(&w->wlock);
+}
+
+/*
+ * The result of the write in flight, once done (waiting up to
+ * @p timeout_ms, -1: for good). @returns 0 while it runs, else 1 with
+ * the error in *errp and the reason in @p why; the round trips are
+ * counted here, on the main thread.
+ */
+static int write_take(osy_rules_worker_t *w, int timeout_ms, osy_err_t *errp,
+                      char *why, size_t whysz)
+{
+        struct batch *b = w->wjob;
+        long long refused;
+        int done;
+
+        pthread_mutex_lock(&w->wlock);
+        if (!w->wdone && timeout_ms != 0) {
+                if (timeout_ms < 0) {
+                        while (!w->wdone)
+                                pthread_cond_wait(&w->wcond, &w->wlock);
+                } else {
+                        struct timespec ts;
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        ts.tv_nsec += (long)timeout_ms * 1000000L;
+                        ts.tv_sec += ts.tv_nsec / 1000000000L;
+                        ts.tv_nsec %= 1000000000L;
+                        while (!w->wdone &&
+                               pthread_cond_timedwait(&w->wcond, &w->wlock,
+                                                      &ts) != ETIMEDOUT)
+                                ;
                 }
         }
+        done = w->wdone;
+        if (done) {
+                *errp   = w->werr;
+                refused = w->wrefused;
+                snprintf(why, whysz, "%s", w->wwhy);
+                w->stats.redis_roundtrips += (uint64_t)w->wrtt;
+                osy_counter_add(w->m.rtt, (double)w->wrtt);
+                if (refused > 0)
+                        osy_counter_add(w->m.write_stale, (double)refused);
+                w->wjob  = NULL;
+                w->wdone = 0;
+                if (b)
+                        b->writing = 0;
+        }
+        pthread_mutex_unlock(&w->wlock);
+        return done;
+}
+
+/* The head batch is acknowledged and written: store the offsets, count,
+ * release it. */
+static void finish_head(osy_rules_worker_t *w)
+{
+        struct batch *b = slot(w, 0);
+        int64_t now;
+
         atomic_store(&w->ready, 1);
         store_offsets(w, b);
         now = mono_ms();
-        osy_log_debug("rules: batch of %zu: decode+read %" PRId64
-                      " ms, decide %" PRId64 " ms, acks %" PRId64
-                      " ms, write %" PRId64 " ms",
-                      b->n, b->t_read - b->t_start, b->t_decided - b->t_read,
-                      t_acked - b->t_decided, now - t_acked);
+        osy_log_debug("rules: batch of %zu: decode %" PRId64
+                      " ms, read %" PRId64 " ms, decide %" PRId64
+                      " ms, acks %" PRId64 " ms, write %" PRId64 " ms",
+                      b->n, b->t_decoded - b->t_start, b->t_read - b->t_decoded,
+                      b->t_decided - b->t_read, b->t_acked - b->t_decided,
+                      now - b->t_acked);
         for (size_t i = 0; i < b->n; i++) {
                 struct rmsg *m = &b->msgs[i];
                 w->stats.events++;
@@ -1638,7 +1818,6 @@ static osy_err_t finish_head(osy_rules_worker_t *w, char *why, size_t whysz)
         w->b_head = (w->b_head + 1) % (MAX_INFLIGHT + 1);
         w->b_count--;
         w->stats.batches++;
-        return OSY_OK;
 }
 
 /*
@@ -1657,6 +1836,22 @@ static osy_err_t complete(osy_rules_worker_t *w, int timeout_ms, char *errstr,
                 struct batch *b = slot(w, 0);
                 int failed      = 0;
 
+                if (b->writing) {
+                        if (!write_take(w, 0, &err, why, sizeof(why)))
+                                return OSY_OK; /* still writing */
+                        if (err == OSY_ERR_NOMEM)
+                                return osy_err_set(err, errstr, errstr_size,
+                                                   "%s", why);
+                        if (err) {
+                                abandon_all(w, why);
+                                return OSY_OK;
+                        }
+                        finish_head(w);
+                        if (!w->blocked && !w->b_count &&
+                            w->retry_partition >= 0)
+                                retry_done(w);
+                        continue;
+                }
                 if (b->acks_outstanding > 0) {
                         /* Every report comes within message.timeout.ms;
                          * past it with a margin, something is wrong. */
@@ -1685,15 +1880,9 @@ static osy_err_t complete(osy_rules_worker_t *w, int timeout_ms, char *errstr,
                         abandon_all(w, "outputs not acknowledged");
                         return OSY_OK;
                 }
-                if ((err = finish_head(w, why, sizeof(why)))) {
-                        if (err == OSY_ERR_NOMEM)
-                                return osy_err_set(err, errstr, errstr_size,
-                                                   "%s", why);
-                        abandon_all(w, why);
-                        return OSY_OK;
-                }
-                if (!w->blocked && !w->b_count && w->retry_partition >= 0)
-                        retry_done(w);
+                /* Every output acknowledged: state and dedup keys next,
+                 * on the writer thread; later batches go on meanwhile. */
+                write_start(w, b);
         }
         return OSY_OK;
 }
@@ -1772,6 +1961,7 @@ static osy_err_t start_batch(osy_rules_worker_t *w, char *errstr,
                 }
         }
         arena_fix(b);
+        b->t_decoded = mono_ms();
         if (!w->dlq_head) {
                 if ((err = redis_read(w, b, why, sizeof(why)))) {
                         if (err == OSY_ERR_NOMEM) {
@@ -1835,6 +2025,50 @@ fail:
         return err;
 }
 
+/*
+ * librdkafka 2.0 stops fetching a partition once the prefetch queue is
+ * over queued.max.messages.kbytes, and decides again only when the
+ * partition leader's broker thread wakes up: on network I/O, or once a
+ * second. A worker catching up on a backlog empties the queue well
+ * within that second and then sat idle (over half the time in
+ * bench/rules.sh). So when the queue runs dry while the assigned
+ * partitions are known to have more (cached high watermarks), a
+ * ListOffsets request to their leaders wakes those threads, which fetch
+ * again. Newer librdkafka has fetch.queue.backoff.ms for this.
+ */
+static void kick_fetcher(osy_rules_worker_t *w)
+{
+        rd_kafka_t *rk = osy_kafka_consumer_handle(w->consumer);
+        rd_kafka_topic_partition_list_t *parts = NULL;
+        int64_t now = mono_ms(), behind = 0;
+
+        if (now - w->kick_at < KICK_INTERVAL_MS)
+                return;
+        w->kick_at = now;
+        if (rd_kafka_assignment(rk, &parts) || !parts)
+                return;
+        if (parts->cnt && !rd_kafka_position(rk, parts)) {
+                for (int i = 0; i < parts->cnt; i++) {
+                        int64_t lo, hi;
+                        rd_kafka_topic_partition_t *p = &parts->elems[i];
+                        if (!rd_kafka_get_watermark_offsets(
+                                rk, p->topic, p->partition, &lo, &hi) &&
+                            p->offset >= 0 && hi > p->offset)
+                                behind += hi - p->offset;
+                }
+        }
+        if (behind > 0) {
+                for (int i = 0; i < parts->cnt; i++)
+                        parts->elems[i].offset = RD_KAFKA_OFFSET_END;
+                /* The answer itself is not needed; a leader that does not
+                 * answer is not asked again for a while (the loop must
+                 * not spend its time here during a broker outage). */
+                if (rd_kafka_offsets_for_times(rk, parts, KICK_TIMEOUT_MS))
+                        w->kick_at = now + KICK_BACKOFF_MS;
+        }
+        rd_kafka_topic_partition_list_destroy(parts);
+}
+
 /* Poll until the batch is full, or batch_wait_ms after its first record;
  * return when nothing comes within @p idle_ms. */
 static void gather(osy_rules_worker_t *w, int idle_ms)
@@ -1850,6 +2084,7 @@ static void gather(osy_rules_worker_t *w, int idle_ms)
                     osy_kafka_consumer_poll(w->consumer, timeout);
 
                 if (!rkm) {
+                        kick_fetcher(w);
                         if (deadline < 0 || mono_ms() >= deadline)
                                 return;
                         continue;
