@@ -310,6 +310,13 @@ OSY_CFG(SF_INGEST_STATE_TTL, "OPTSYNC_SF_INGEST_STATE_TTL", DURATION, "720h",
         "1h", "8760h", "sf-ingest",
         "Lifetime in Redis of a record's last known opt-out and email "
         "(renewed on every change); the email saves a lookup per CDC update.")
+OSY_CFG(SF_INGEST_LEASE, "OPTSYNC_SF_INGEST_LEASE", DURATION, "15s", "3s", "5m",
+        "sf-ingest",
+        "Per-tenant lease in Redis that lets several sf-ingest replicas run: "
+        "only the holder follows a tenant's CDC and polls, renewing every "
+        "third of this; it stops a fifth of it before the lease could "
+        "expire, and a standby takes over a crashed holder's tenants "
+        "within about this long.")
 
 /* ---- tenants ------------------------------------------------------------ */
 OSY_CFG(TENANTS_FILE, "OPTSYNC_TENANTS_FILE", STRING, "", "", "",

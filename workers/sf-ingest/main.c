@@ -94,6 +94,7 @@ static void sfi_options(const osy_config_t *cfg, const char *topic,
         /* librdkafka reports every message within message.timeout.ms. */
         o->ack_timeout_ms =
             osy_config_ms(cfg, OSY_CFG_KAFKA_PRODUCE_TIMEOUT) + 10000;
+        o->lease_ms = osy_config_ms(cfg, OSY_CFG_SF_INGEST_LEASE);
 }
 
 /* Builds everything (metrics, producer, worker, admin), runs until a

@@ -3,7 +3,9 @@
  * Salesforce CDC over CometD (handshake, subscribe with replay, long-poll
  * connect, advice), polls SOQL as the safety net, turns changes into
  * sf.events, and commits replay ids, watermarks and record states to Redis
- * only once Kafka acknowledged every event of the batch.
+ * only once Kafka acknowledged every event of the batch. A lease thread
+ * keeps each tenant's lease in Redis: a tenant thread works only while its
+ * replica holds the tenant's lease, and stands by otherwise.
  */
 #include "sf_ingest.h"
 
@@ -16,6 +18,7 @@
 
 #include "cdc.h"
 #include "cometd_http.h"
+#include "lease.h"
 #include "mapping.h"
 #include "optsync/log.h"
 #include "optsync/sf_auth.h"
@@ -33,6 +36,9 @@
 #define DEF_RECORD_TTL_MS (30LL * 24 * 3600 * 1000)
 #define DEF_ACK_TIMEOUT_MS 15000
 #define DISCONNECT_TIMEOUT_MS 2000
+#define DEF_LEASE_MS 15000
+/* The lease thread's pace while Redis is unreachable. */
+#define LEASE_RETRY_MS 500
 /* Consecutive connect failures before the session is given up. */
 #define CONNECT_RETRIES 3
 
@@ -72,6 +78,14 @@ struct tenant {
         osy_sfi_store_t *store;
         uint64_t fetches_seen; /* token fetches already counted */
 
+        /* Lease: the lease thread owns @lease and publishes its validity
+         * in @lease_until (monotonic ms, 0 when not held); the tenant
+         * thread checks it before it publishes or commits anything. */
+        osy_sfi_lease_t *lease;
+        _Atomic int64_t lease_until;
+        int active; /* tenant thread: working as the holder */
+        char standby_holder[OSY_SFI_OWNER_BUFSZ]; /* lease thread, logs */
+
         /* CDC session. */
         enum cdc_state state;
         char client_id[256];
@@ -94,7 +108,7 @@ struct tenant {
         /* Counters (read by other threads). */
         _Atomic uint64_t published, cdc_events, api_calls, cometd_calls,
             token_fetches, handshakes, reconnects, replay_invalid, polls,
-            batch_failures;
+            batch_failures, lease_acquired, lease_lost;
         atomic_int subscribed, poll_ok;
 };
 
@@ -112,12 +126,21 @@ struct osy_sfi_s {
         pthread_cond_t wake_cond;
         atomic_int stopping;
         atomic_uint poll_gen;
+        atomic_uint wake_gen; /* bumped when a lease is taken or lost */
         atomic_int failed;
         int running;
 
+        /* The lease thread. */
+        char owner[OSY_SFI_OWNER_BUFSZ];
+        pthread_t lease_thr;
+        int lease_started;
+        atomic_int lease_stop;
+        atomic_int lease_tried;    /* a first round ran */
+        atomic_int lease_redis_ok; /* the last round reached Redis */
+
         osy_metric_t *m_events, *m_published, *m_skipped, *m_lag, *m_api,
             *m_reconnects, *m_replay_invalid, *m_polls, *m_subscribed,
-            *m_batch_failures;
+            *m_batch_failures, *m_lease_held, *m_lease_changes;
 };
 
 /* ---- time, sleep, logging ----------------------------------------------- */
@@ -150,7 +173,8 @@ static int stopping(const osy_sfi_t *w)
 static void nap(osy_sfi_t *w, int64_t ms)
 {
         struct timespec ts;
-        unsigned gen = atomic_load(&w->poll_gen);
+        unsigned gen  = atomic_load(&w->poll_gen);
+        unsigned wgen = atomic_load(&w->wake_gen);
 
         if (ms <= 0)
                 return;
@@ -162,10 +186,34 @@ static void nap(osy_sfi_t *w, int64_t ms)
                 ts.tv_nsec -= 1000000000;
         }
         pthread_mutex_lock(&w->wake_lock);
-        while (!stopping(w) && gen == atomic_load(&w->poll_gen))
+        while (!stopping(w) && gen == atomic_load(&w->poll_gen) &&
+               wgen == atomic_load(&w->wake_gen))
                 if (pthread_cond_timedwait(&w->wake_cond, &w->wake_lock, &ts))
                         break;
         pthread_mutex_unlock(&w->wake_lock);
+}
+
+/* Wakes every nap() (a lease was taken or lost). */
+static void wake_all(osy_sfi_t *w)
+{
+        pthread_mutex_lock(&w->wake_lock);
+        atomic_fetch_add(&w->wake_gen, 1);
+        pthread_cond_broadcast(&w->wake_cond);
+        pthread_mutex_unlock(&w->wake_lock);
+}
+
+/*
+ * Fencing: 1 while this replica holds the tenant's lease and may publish
+ * and commit. The deadline is the last successful take or renew plus the
+ * lease minus the margin, on this process's monotonic clock, so the
+ * holder stops before another replica could take the lease, even when
+ * the lease thread is stuck (Redis unreachable, a long pause).
+ */
+static int lease_ok(const struct tenant *tn)
+{
+        int64_t until = atomic_load(&tn->lease_until);
+
+        return until > 0 && mono_ms() < until;
 }
 
 #define TLOG(tn, level, ...)                                                   \
@@ -209,6 +257,7 @@ static osy_err_t metrics_init(osy_sfi_t *w, char *errstr, size_t errstr_size)
         static const char *const l_api[]     = {"tenant", "api", NULL};
         static const char *const l_trigger[] = {"tenant", "trigger", NULL};
         static const char *const l_stage[]   = {"tenant", "stage", NULL};
+        static const char *const l_change[]  = {"tenant", "change", NULL};
         static const char *const l_tenant[]  = {"tenant", NULL};
         osy_metrics_t *r                     = w->metrics;
         osy_err_t err;
@@ -256,7 +305,16 @@ static osy_err_t metrics_init(osy_sfi_t *w, char *errstr, size_t errstr_size)
             (err = osy_metrics_counter_new(
                  r, &w->m_batch_failures, "sf_ingest_batch_failures_total",
                  "Batches not committed (they are delivered again)", l_stage,
-                 errstr, errstr_size)))
+                 errstr, errstr_size)) ||
+            (err = osy_metrics_gauge_new(
+                 r, &w->m_lease_held, "sf_ingest_lease_held",
+                 "1 while this replica holds the tenant's lease (follows its "
+                 "CDC and polls), 0 on standby",
+                 l_tenant, errstr, errstr_size)) ||
+            (err = osy_metrics_counter_new(
+                 r, &w->m_lease_changes, "sf_ingest_lease_changes_total",
+                 "Tenant leases acquired, lost and released by this replica",
+                 l_change, errstr, errstr_size)))
                 return err;
         return OSY_OK;
 }
@@ -356,6 +414,12 @@ static osy_err_t produce_change(struct tenant *tn, struct batch *b,
         int64_t until = mono_ms() + w->opts.ack_timeout_ms;
         osy_err_t err;
 
+        /* Fencing: nothing goes out once the lease may be someone else's;
+         * the batch is then not committed, and the next holder replays
+         * it from the stored position. */
+        if (!lease_ok(tn))
+                return osy_err_set(OSY_ERR_TRANSIENT, errstr, errstr_size,
+                                   "lease lost: not publishing");
         if ((err = osy_sfi_change_encode(c, tn->id, &json, &len, key, NULL, e,
                                          sizeof(e)))) {
                 TLOG(tn, OSY_LOG_ERROR,
@@ -722,6 +786,9 @@ static osy_err_t publish_plan(struct tenant *tn, struct osy_sfi_plan *plan,
 
         int64_t t0 = mono_ms(), t1;
 
+        if (!lease_ok(tn))
+                return osy_err_set(OSY_ERR_TRANSIENT, errstr, errstr_size,
+                                   "lease lost: not publishing");
         if (plan->reread_cnt &&
             (err = do_rereads(tn, plan, errstr, errstr_size)))
                 return err;
@@ -805,6 +872,21 @@ static void batch_failed(struct tenant *tn, const char *stage, const char *why)
         TLOG(tn, OSY_LOG_WARN,
              "sf-ingest: %s batch not committed (it will be read again): %s",
              stage, why);
+}
+
+/* Sends a store transaction, but only while the lease is held: a replica
+ * that lost it must not move the replay ids or watermarks the next holder
+ * resumes from (its batch was not acknowledged to Redis: duplicates, not
+ * losses). */
+static osy_err_t store_commit(struct tenant *tn, char *errstr,
+                              size_t errstr_size)
+{
+        if (!lease_ok(tn)) {
+                osy_sfi_store_abort(tn->store);
+                return osy_err_set(OSY_ERR_TRANSIENT, errstr, errstr_size,
+                                   "lease lost: not committed");
+        }
+        return osy_sfi_store_exec(tn->store, errstr, errstr_size);
 }
 
 /* ---- polling ------------------------------------------------------------ */
@@ -902,8 +984,7 @@ static osy_err_t poll_object(struct tenant *tn, osy_sf_object_t obj,
                                                            new_wm, errstr,
                                                            errstr_size);
                         if (!err)
-                                err = osy_sfi_store_exec(tn->store, errstr,
-                                                         errstr_size);
+                                err = store_commit(tn, errstr, errstr_size);
                 }
                 if (!err)
                         wm = new_wm;
@@ -966,6 +1047,9 @@ static int64_t maybe_poll(struct tenant *tn)
         int any_backfill =
             tn->backfill[OSY_SF_CONTACT] || tn->backfill[OSY_SF_LEAD];
 
+        /* Standby: the holder polls (a nap is woken by a lease change). */
+        if (!lease_ok(tn))
+                return next;
         if (gen != tn->poll_gen_seen) {
                 tn->poll_gen_seen = gen;
                 poll_all(tn, "manual", 0);
@@ -1017,7 +1101,7 @@ static void idle(struct tenant *tn, int64_t ms)
 {
         int64_t until = mono_ms() + ms;
 
-        while (!stopping(tn->w)) {
+        while (!stopping(tn->w) && lease_ok(tn)) {
                 int64_t now = mono_ms(), next;
 
                 if (now >= until)
@@ -1030,13 +1114,14 @@ static void idle(struct tenant *tn, int64_t ms)
 
 /* ---- CDC ------------------------------------------------------------ */
 
-/* The CometD transport's abort hook: a parked long-poll ends on stop,
- * except the polite /meta/disconnect at the very end. */
+/* The CometD transport's abort hook: a parked long-poll ends on stop and
+ * when the lease is lost, except the polite /meta/disconnect. */
 static int abort_cb(void *opaque)
 {
         struct tenant *tn = opaque;
 
-        return stopping(tn->w) && atomic_load(&tn->abortable);
+        return (stopping(tn->w) || !lease_ok(tn)) &&
+               atomic_load(&tn->abortable);
 }
 
 /* The CometD session is over: count why, drop readiness, start again
@@ -1201,7 +1286,7 @@ static osy_err_t invalid_replay(struct tenant *tn, osy_sf_object_t obj,
             (err = osy_sfi_store_del(tn->store, name, errstr, errstr_size)) ||
             (from >= 0 && (err = osy_sfi_store_set_ms(tn->store, wname, from,
                                                       errstr, errstr_size))) ||
-            (err = osy_sfi_store_exec(tn->store, errstr, errstr_size)))
+            (err = store_commit(tn, errstr, errstr_size)))
                 return err;
         tn->backfill[obj]    = 1;
         tn->next_backfill_ms = 0;
@@ -1230,7 +1315,7 @@ static void init_cdctime(struct tenant *tn)
                                                       wall_ms(), e, sizeof(e)))
                         return;
         }
-        if (osy_sfi_store_exec(tn->store, e, sizeof(e)))
+        if (store_commit(tn, e, sizeof(e)))
                 TLOG(tn, OSY_LOG_WARN, "sf-ingest: cannot store cdctime: %s",
                      e);
 }
@@ -1441,7 +1526,7 @@ static osy_err_t commit_cdc(struct tenant *tn, struct osy_sfi_plan *plan,
                 err = osy_sfi_store_state(tn->store, &plan->states[i], errstr,
                                           errstr_size);
         if (!err)
-                err = osy_sfi_store_exec(tn->store, errstr, errstr_size);
+                err = store_commit(tn, errstr, errstr_size);
         if (err)
                 return err;
         for (int obj = OSY_SF_CONTACT; obj <= OSY_SF_LEAD; obj++)
@@ -1532,7 +1617,9 @@ static void cdc_connect(struct tenant *tn)
             tn, json, tn->advice_timeout_ms + tn->w->opts.cdc_timeout_margin_ms,
             &status, &reply, e, sizeof(e));
         free(json);
-        if (stopping(tn->w))
+        /* Without the lease the events of this answer are left to the
+         * next holder, which replays them from the stored replay id. */
+        if (stopping(tn->w) || !lease_ok(tn))
                 goto out;
         /* No answer, or not a Bayeux answer (a CDN's 503 page, a proxy
          * error). Nothing was delivered, so nothing is lost. */
@@ -1665,39 +1752,78 @@ static void init_watermarks(struct tenant *tn)
                                                       wall_ms(), e, sizeof(e)))
                         return;
         }
-        if (osy_sfi_store_exec(tn->store, e, sizeof(e)))
+        if (store_commit(tn, e, sizeof(e)))
                 TLOG(tn, OSY_LOG_WARN,
                      "sf-ingest: cannot store the first watermarks: %s", e);
 }
 
-/* One tenant's thread: poll mode loops on polls; CDC mode runs the
- * handshake -> subscribe -> connect state machine, with the polls that
- * are due run between long-polls and during backoffs. */
-static void *tenant_main(void *opaque)
+/* The lease was just taken: start as a fresh process would, from what
+ * is stored (replay ids, watermarks). */
+static void become_active(struct tenant *tn)
 {
-        struct tenant *tn = opaque;
-        osy_sfi_t *w      = tn->w;
+        osy_sfi_t *w = tn->w;
         int64_t now;
 
-        if (connect_redis(tn))
-                return NULL;
+        tn->active   = 1;
         tn->failures = 0;
+        tn->state    = ST_HANDSHAKE;
         init_watermarks(tn);
         now                = mono_ms();
         tn->next_poll_ms   = now;
         tn->next_safety_ms = now + w->opts.safety_poll_ms;
         tn->poll_gen_seen  = atomic_load(&w->poll_gen);
-        if (w->opts.mode == OSY_SFI_MODE_POLL) {
-                while (!stopping(w)) {
+}
+
+/* Another replica holds the lease (or nobody can tell): leave the CometD
+ * session, so the org's client slot is free, and wait until the lease
+ * thread takes the lease for us. */
+static void stand_by(struct tenant *tn)
+{
+        osy_sfi_t *w = tn->w;
+
+        if (tn->active) {
+                TLOG(tn, OSY_LOG_WARN,
+                     "sf-ingest: lease not held any more: CDC and polls of "
+                     "this tenant stop here (the holder resumes from the "
+                     "stored replay ids)");
+                cdc_disconnect(tn);
+                atomic_store(&tn->abortable, 1);
+                set_subscribed(tn, 0);
+                atomic_store(&tn->poll_ok, 0);
+                tn->state  = ST_HANDSHAKE;
+                tn->active = 0;
+        }
+        while (!stopping(w) && !lease_ok(tn))
+                nap(w, 1000);
+}
+
+/* One tenant's thread: while this replica holds the tenant's lease, poll
+ * mode loops on polls, CDC mode runs the handshake -> subscribe ->
+ * connect state machine (with the polls that are due run between
+ * long-polls and during backoffs); otherwise it stands by. */
+static void *tenant_main(void *opaque)
+{
+        struct tenant *tn = opaque;
+        osy_sfi_t *w      = tn->w;
+
+        if (connect_redis(tn))
+                return NULL;
+        tn->failures = 0;
+        while (!stopping(w)) {
+                if (!lease_ok(tn)) {
+                        stand_by(tn);
+                        continue;
+                }
+                if (!tn->active)
+                        become_active(tn);
+                if (w->opts.mode == OSY_SFI_MODE_POLL) {
                         int64_t next = maybe_poll(tn);
                         nap(w, next - mono_ms());
+                        continue;
                 }
-                return NULL;
-        }
-        while (!stopping(w)) {
                 maybe_poll(tn);
-                if (stopping(w))
-                        break;
+                if (stopping(w) || !lease_ok(tn))
+                        continue;
                 switch (tn->state) {
                 case ST_HANDSHAKE:
                         cdc_handshake(tn);
@@ -1715,17 +1841,201 @@ static void *tenant_main(void *opaque)
         return NULL;
 }
 
+/* ---- the lease thread ----------------------------------------------------
+ * One thread for every tenant's lease, on its own Redis connection, so a
+ * tenant thread parked in a long-poll (or waiting for Kafka) never delays
+ * a renewal. */
+
+/* sf_ingest_lease_held{tenant} = @p on. */
+static void lease_gauge(struct tenant *tn, int on)
+{
+        const char *values[] = {tn->id};
+
+        if (tn->w->m_lease_held)
+                osy_gauge_set(osy_metric_series(tn->w->m_lease_held, values),
+                              on);
+}
+
+/* Reports a lease change: log, metrics, counters, and wakes the tenant
+ * threads (a standby starts, a holder stops). */
+static void lease_changed(struct tenant *tn, osy_sfi_lease_change_t change)
+{
+        osy_sfi_t *w = tn->w;
+
+        atomic_store(&tn->lease_until, osy_sfi_lease_valid_until(tn->lease));
+        switch (change) {
+        case OSY_SFI_LEASE_UNCHANGED:
+                if (osy_sfi_lease_valid_until(tn->lease) ||
+                    !strcmp(tn->standby_holder,
+                            osy_sfi_lease_holder(tn->lease)))
+                        return;
+                /* Standing by: say once who holds it. */
+                snprintf(tn->standby_holder, sizeof(tn->standby_holder), "%s",
+                         osy_sfi_lease_holder(tn->lease));
+                if (tn->standby_holder[0])
+                        TLOG(tn, OSY_LOG_INFO,
+                             "sf-ingest: standing by: the lease is held by %s",
+                             tn->standby_holder);
+                return;
+        case OSY_SFI_LEASE_ACQUIRED:
+                atomic_fetch_add(&tn->lease_acquired, 1);
+                metric_add(tn, w->m_lease_changes, "acquired", 1);
+                TLOG(tn, OSY_LOG_INFO,
+                     "sf-ingest: lease acquired by %s: following this tenant",
+                     w->owner);
+                tn->standby_holder[0] = '\0';
+                break;
+        case OSY_SFI_LEASE_LOST:
+                atomic_fetch_add(&tn->lease_lost, 1);
+                metric_add(tn, w->m_lease_changes, "lost", 1);
+                TLOG(tn, OSY_LOG_WARN, "sf-ingest: lease lost (%s)",
+                     osy_sfi_lease_lost_reason(tn->lease));
+                break;
+        case OSY_SFI_LEASE_RELEASED:
+                metric_add(tn, w->m_lease_changes, "released", 1);
+                TLOG(tn, OSY_LOG_INFO, "sf-ingest: lease released");
+                break;
+        }
+        lease_gauge(tn, change == OSY_SFI_LEASE_ACQUIRED);
+        wake_all(w);
+}
+
+/* Sleeps until @p until (monotonic) or the lease thread is told to end. */
+static void lease_nap(osy_sfi_t *w, int64_t until)
+{
+        pthread_mutex_lock(&w->wake_lock);
+        while (!atomic_load(&w->lease_stop)) {
+                int64_t ms = until - mono_ms();
+                struct timespec ts;
+
+                if (ms <= 0)
+                        break;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += ms / 1000;
+                ts.tv_nsec += (ms % 1000) * 1000000;
+                if (ts.tv_nsec >= 1000000000) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&w->wake_cond, &w->wake_lock, &ts);
+        }
+        pthread_mutex_unlock(&w->wake_lock);
+}
+
+/* One round over every tenant's lease; @returns when the next is due.
+ * Once Redis failed in a round, the other tenants only check their
+ * validity (each would wait for its own timeout). */
+static int64_t lease_round(osy_sfi_t *w, osy_redis_t *r)
+{
+        int64_t next = mono_ms() + LEASE_RETRY_MS * 10;
+        int down     = !r;
+        char e[OSY_ERRSTR_SIZE];
+
+        for (size_t i = 0; i < w->n; i++) {
+                struct tenant *tn             = &w->ts[i];
+                osy_sfi_lease_change_t change = OSY_SFI_LEASE_UNCHANGED;
+                int64_t now                   = mono_ms(), due;
+
+                if (down) {
+                        change = osy_sfi_lease_expire(tn->lease, now);
+                } else if (osy_sfi_lease_tick(tn->lease, r, now, &change, e,
+                                              sizeof(e))) {
+                        if (atomic_load(&w->lease_redis_ok))
+                                TLOG(tn, OSY_LOG_WARN, "sf-ingest: lease: %s",
+                                     e);
+                        down = 1;
+                }
+                lease_changed(tn, change);
+                due = osy_sfi_lease_next_ms(tn->lease);
+                /* Skipped tenants are due again: on the retry pace. */
+                if (down && due <= now)
+                        due = now + LEASE_RETRY_MS;
+                if (due < next)
+                        next = due;
+        }
+        if (!down && !atomic_load(&w->lease_redis_ok))
+                osy_log_info("sf-ingest: lease: Redis answers again");
+        atomic_store(&w->lease_redis_ok, !down);
+        atomic_store(&w->lease_tried, 1);
+        return next;
+}
+
+static void *lease_main(void *opaque)
+{
+        osy_sfi_t *w   = opaque;
+        osy_redis_t *r = NULL;
+        char e[OSY_ERRSTR_SIZE];
+        int warned = 0;
+
+        atomic_store(&w->lease_redis_ok, 1);
+        while (!atomic_load(&w->lease_stop)) {
+                int64_t next;
+
+                /* After the first connect the handle reconnects itself. */
+                if (!r && osy_redis_connect(&r, &w->opts.redis, e, sizeof(e))) {
+                        if (!warned++)
+                                osy_log_warn("sf-ingest: lease: %s", e);
+                        r = NULL;
+                }
+                next = lease_round(w, r);
+                if (!r && next > mono_ms() + LEASE_RETRY_MS)
+                        next = mono_ms() + LEASE_RETRY_MS;
+                lease_nap(w, next);
+        }
+        /* The tenant threads have ended: give every lease back, so the
+         * standby replicas take over at once. */
+        for (size_t i = 0; i < w->n; i++) {
+                struct tenant *tn             = &w->ts[i];
+                osy_sfi_lease_change_t change = OSY_SFI_LEASE_UNCHANGED;
+
+                if (r &&
+                    osy_sfi_lease_release(tn->lease, r, &change, e, sizeof(e)))
+                        TLOG(tn, OSY_LOG_WARN,
+                             "sf-ingest: lease release: %s (it expires by "
+                             "itself)",
+                             e);
+                if (change != OSY_SFI_LEASE_UNCHANGED)
+                        lease_changed(tn, change);
+        }
+        osy_redis_destroy(r);
+        return NULL;
+}
+
 /* ---- life cycle -------------------------------------------------------- */
 
 /* Frees one tenant's handles (its thread has ended). */
 static void tenant_free(struct tenant *tn)
 {
+        osy_sfi_lease_destroy(tn->lease);
         osy_sfi_store_destroy(tn->store);
         osy_redis_destroy(tn->redis);
         osy_sfi_cometd_http_destroy(tn->cometd);
         osy_http_client_destroy(tn->rest);
         osy_sf_auth_destroy(tn->auth);
         memset(&tn->tok, 0, sizeof(tn->tok));
+}
+
+/* The tenant's lease: key "<prefix>:sf-ingest:lease:{<tenant>}" (the
+ * braces keep it in one Redis Cluster slot per tenant). */
+static osy_err_t tenant_lease(struct tenant *tn, char *errstr,
+                              size_t errstr_size)
+{
+        osy_sfi_t *w                 = tn->w;
+        struct osy_sfi_lease_opts lo = {0};
+        char key[512];
+        osy_err_t err;
+
+        if ((size_t)snprintf(key, sizeof(key), "%s:sf-ingest:lease:{%s}",
+                             w->prefix, tn->id) >= sizeof(key))
+                return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
+                                   "sf-ingest: tenant id too long");
+        lo.key      = key;
+        lo.owner    = w->owner;
+        lo.lease_ms = w->opts.lease_ms;
+        if ((err = osy_sfi_lease_new(&tn->lease, &lo, errstr, errstr_size)))
+                return err;
+        lease_gauge(tn, 0);
+        return OSY_OK;
 }
 
 /* Option default: 0 means "not set". */
@@ -1778,7 +2088,13 @@ osy_err_t osy_sfi_new(osy_sfi_t **wp, const struct osy_sfi_opts *opts,
         o->http.timeout_ms = o->http.timeout_ms ? o->http.timeout_ms
                                                 : OSY_HTTP_DEFAULT_TIMEOUT_MS;
         o->ack_timeout_ms  = def(o->ack_timeout_ms, DEF_ACK_TIMEOUT_MS);
-        w->topic           = strdup(opts->topic);
+        o->lease_ms        = def(o->lease_ms, DEF_LEASE_MS);
+        if (opts->lease_owner)
+                snprintf(w->owner, sizeof(w->owner), "%s", opts->lease_owner);
+        else if (osy_sfi_lease_owner_id(w->owner, sizeof(w->owner)))
+                snprintf(w->owner, sizeof(w->owner), "sf-ingest-%p", (void *)w);
+        o->lease_owner = w->owner;
+        w->topic       = strdup(opts->topic);
         w->prefix = strdup(opts->redis_prefix ? opts->redis_prefix : "optsync");
         w->client = strdup(opts->client ? opts->client : OSY_SF_CALL_CLIENT);
         w->redis_host = opts->redis.host ? strdup(opts->redis.host) : NULL;
@@ -1822,7 +2138,8 @@ osy_err_t osy_sfi_new(osy_sfi_t **wp, const struct osy_sfi_opts *opts,
                 co.max_body           = o->http.max_body;
                 co.abort_cb           = abort_cb;
                 co.abort_opaque       = tn;
-                if ((err = osy_sf_auth_new(&tn->auth, t, &o->http, errstr,
+                if ((err = tenant_lease(tn, errstr, errstr_size)) ||
+                    (err = osy_sf_auth_new(&tn->auth, t, &o->http, errstr,
                                            errstr_size)) ||
                     (err = osy_http_client_new(&tn->rest, &o->http, errstr,
                                                errstr_size)) ||
@@ -1840,6 +2157,12 @@ out:
 
 osy_err_t osy_sfi_start(osy_sfi_t *w, char *errstr, size_t errstr_size)
 {
+        osy_log_info("sf-ingest: lease owner id %s (lease %lld ms)", w->owner,
+                     (long long)w->opts.lease_ms);
+        if (pthread_create(&w->lease_thr, NULL, lease_main, w))
+                return osy_err_set(OSY_ERR_FATAL, errstr, errstr_size,
+                                   "sf-ingest: cannot start a thread");
+        w->lease_started = 1;
         for (size_t i = 0; i < w->n; i++) {
                 if (pthread_create(&w->ts[i].thr, NULL, tenant_main,
                                    &w->ts[i])) {
@@ -1867,6 +2190,15 @@ void osy_sfi_stop(osy_sfi_t *w)
                         pthread_join(w->ts[i].thr, NULL);
                         w->ts[i].started = 0;
                 }
+        /* Last: the leases covered the tenant threads' final commits. */
+        if (w->lease_started) {
+                pthread_mutex_lock(&w->wake_lock);
+                atomic_store(&w->lease_stop, 1);
+                pthread_cond_broadcast(&w->wake_cond);
+                pthread_mutex_unlock(&w->wake_lock);
+                pthread_join(w->lease_thr, NULL);
+                w->lease_started = 0;
+        }
         w->running = 0;
 }
 
@@ -1893,8 +2225,26 @@ int osy_sfi_ready(void *opaque, char *reason, size_t reason_size)
 {
         osy_sfi_t *w = opaque;
 
+        if (!atomic_load(&w->lease_tried)) {
+                snprintf(reason, reason_size, "tenant %s: %s (no lease yet)",
+                         w->n ? w->ts[0].id : "?",
+                         w->opts.mode == OSY_SFI_MODE_CDC
+                             ? "CDC not subscribed"
+                             : "no successful poll yet");
+                return 0;
+        }
         for (size_t i = 0; i < w->n; i++) {
                 struct tenant *tn = &w->ts[i];
+
+                /* A standby is ready while it could take over. */
+                if (!lease_ok(tn)) {
+                        if (atomic_load(&w->lease_redis_ok))
+                                continue;
+                        snprintf(reason, reason_size,
+                                 "tenant %s: no lease, Redis unreachable",
+                                 tn->id);
+                        return 0;
+                }
                 if (w->opts.mode == OSY_SFI_MODE_CDC &&
                     !atomic_load(&tn->subscribed)) {
                         snprintf(reason, reason_size,
@@ -1936,7 +2286,15 @@ void osy_sfi_get_stats(osy_sfi_t *w, struct osy_sfi_stats *out)
                 out->polls += atomic_load(&tn->polls);
                 out->batch_failures += atomic_load(&tn->batch_failures);
                 out->subscribed += (uint64_t)atomic_load(&tn->subscribed);
+                out->lease_held += (uint64_t)lease_ok(tn);
+                out->lease_acquired += atomic_load(&tn->lease_acquired);
+                out->lease_lost += atomic_load(&tn->lease_lost);
         }
+}
+
+const char *osy_sfi_owner(const osy_sfi_t *w)
+{
+        return w->owner;
 }
 
 int osy_sfi_failed(osy_sfi_t *w)

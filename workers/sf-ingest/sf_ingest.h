@@ -48,6 +48,12 @@ struct osy_sfi_opts {
         int64_t record_ttl_ms;          /**< per-record state TTL (30 d) */
         int64_t ack_timeout_ms;         /**< give up waiting for a batch's acks
                                              (produce timeout + 10 s; 15 s) */
+        int64_t lease_ms;        /**< per-tenant lease in Redis: only its holder
+                                      follows CDC and polls; renewed every third,
+                                      publishing stops a fifth before it could
+                                      expire (15 s) */
+        const char *lease_owner; /**< this replica's id in the lease keys;
+                                      NULL: osy_sfi_lease_owner_id() */
 };
 
 typedef struct osy_sfi_s osy_sfi_t;
@@ -65,6 +71,10 @@ struct osy_sfi_stats {
         uint64_t polls;          /**< completed polls (per object) */
         uint64_t batch_failures; /**< batches not committed */
         uint64_t subscribed;     /**< tenants subscribed now */
+        uint64_t lease_held;     /**< tenants whose lease this replica holds */
+        uint64_t lease_acquired; /**< leases taken */
+        uint64_t lease_lost;     /**< leases lost (not renewed in time, or
+                                      taken by another replica) */
 };
 
 /**
@@ -82,14 +92,14 @@ osy_err_t osy_sfi_new(osy_sfi_t **wp, const struct osy_sfi_opts *opts,
                       osy_kafka_producer_t *producer, osy_metrics_t *metrics,
                       char *errstr, size_t errstr_size) OSY_MUSTCHECK;
 
-/** @brief Start one thread per tenant. */
+/** @brief Start one thread per tenant, and the lease thread. */
 osy_err_t osy_sfi_start(osy_sfi_t *w, char *errstr,
                         size_t errstr_size) OSY_MUSTCHECK;
 
 /**
  * @brief Stop: long-polls are aborted, a batch in flight is finished and
- *        committed, CometD sessions are closed; returns when every thread
- *        has ended. Idempotent.
+ *        committed, CometD sessions are closed, then the leases are
+ *        released; returns when every thread has ended. Idempotent.
  */
 void osy_sfi_stop(osy_sfi_t *w);
 
@@ -97,8 +107,10 @@ void osy_sfi_stop(osy_sfi_t *w);
 void osy_sfi_destroy(osy_sfi_t *w);
 
 /**
- * @brief Readiness (the admin /readyz callback): CDC mode, every tenant
- *        subscribed; poll mode, every tenant's last poll succeeded.
+ * @brief Readiness (the admin /readyz callback): for every tenant whose
+ *        lease this replica holds, CDC mode: subscribed; poll mode: the
+ *        last poll succeeded. A tenant on standby (another replica holds
+ *        its lease) is ready as long as Redis answers: it can take over.
  */
 int osy_sfi_ready(void *w, char *reason, size_t reason_size);
 
@@ -107,6 +119,9 @@ void osy_sfi_poll_now(osy_sfi_t *w);
 
 /** @brief Sum the counters of every tenant into @p out. */
 void osy_sfi_get_stats(osy_sfi_t *w, struct osy_sfi_stats *out);
+
+/** @returns this replica's lease owner id (owned by @p w). */
+const char *osy_sfi_owner(const osy_sfi_t *w);
 
 /** @returns 1 once a tenant thread hit an error it cannot recover from
  *           (Kafka producer fatal): the process should exit. */

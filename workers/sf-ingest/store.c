@@ -225,6 +225,13 @@ osy_err_t osy_sfi_store_begin(osy_sfi_store_t *s, char *errstr,
         return tx_append(s, 1, argv, errstr, errstr_size);
 }
 
+void osy_sfi_store_abort(osy_sfi_store_t *s)
+{
+        pipeline_drop(s);
+        s->in_tx  = 0;
+        s->queued = 0;
+}
+
 osy_err_t osy_sfi_store_set(osy_sfi_store_t *s, const char *name,
                             const char *value, char *errstr, size_t errstr_size)
 {

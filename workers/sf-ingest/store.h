@@ -91,6 +91,10 @@ osy_err_t osy_sfi_store_state(osy_sfi_store_t *s,
                               const struct osy_sfi_state_update *u,
                               char *errstr, size_t errstr_size) OSY_MUSTCHECK;
 
+/** @brief Drop an unfinished transaction: nothing of it is sent, and the
+ *         connection is free for other commands. */
+void osy_sfi_store_abort(osy_sfi_store_t *s);
+
 /**
  * @brief Send the transaction and check every answer.
  * @returns OSY_OK when every command succeeded; else the first error (after
