@@ -204,6 +204,77 @@ static void backlog_goes_by_bulk_import(void **state)
         wt_stop(&t);
 }
 
+/*
+ * A backlog whose lists must all be read from AC (the usual case: the
+ * rules' state gives the contact, never the lists) fills every call's time
+ * budget with reads. The import must still go out once enough commands are
+ * read; it used to wait for spare time that never came, while the first
+ * lists read went stale and were read again.
+ */
+static void bulk_import_goes_while_the_backlog_is_still_read(void **state)
+{
+        struct wt t;
+        char *fx = ac_fixture(40, "\"rate_per_s\":0,\"import\":{\"delay_ms\":"
+                                  "100},");
+        struct osy_writer_stats st;
+        char *log   = NULL;
+        int imports = 0, reads = 0;
+        (void)state;
+
+        assert_int_equal(wt_start(&t, fx, NULL), 0);
+        free(fx);
+        /* Each list read takes 300 ms: a call's 2 s budget holds about 6. */
+        assert_int_equal(osy_test_sandbox_call(
+                             &t.sb, "POST", "/sandbox/faults", NULL,
+                             "{\"endpoint\":\"ac.contactLists\",\"method\":"
+                             "\"GET\",\"kind\":\"latency\",\"ms\":300}",
+                             NULL),
+                         201);
+        t.wo.cmd_type       = OSY_MSG_AC_COMMAND;
+        t.ao.bulk_threshold = 5;
+        wt_ac_writer(&t);
+        for (int i = 1; i <= 40; i++) {
+                char email[32], hint[8];
+                snprintf(email, sizeof(email), "c%d@x.com", i);
+                snprintf(hint, sizeof(hint), "%d", i);
+                wt_feed(&t, email, 1, 1000, hint);
+        }
+        assert_int_equal(wt_drain(&t, 60000), 0);
+        /* In the sandbox's request log, the first import came before the
+         * last list read. */
+        assert_int_equal(osy_test_sandbox_call(&t.sb, "GET",
+                                               "/sandbox/requests?limit=1000",
+                                               NULL, NULL, &log),
+                         200);
+        for (const char *p = log; (p = strstr(p, "\"method\":"));) {
+                const char *url = strstr(p, "\"url\":\"");
+                p += 9;
+                if (!url)
+                        break;
+                if (!strncmp(p, "\"POST\"", 6) && strstr(url, "/import/bulk") &&
+                    strstr(url, "/import/bulk") < strchr(url + 7, '"')) {
+                        imports++;
+                        break;
+                }
+                if (!strncmp(p, "\"GET\"", 5) && strstr(url, "/contactLists") &&
+                    strstr(url, "/contactLists") < strchr(url + 7, '"'))
+                        reads++;
+        }
+        free(log);
+        assert_int_equal(imports, 1);
+        assert_true(reads < 40);
+        assert_int_equal(wt_drain(&t, 30000), 0);
+        osy_writer_get_stats(t.w, &st);
+        assert_int_equal(st.applied, 40);
+        for (int i = 1; i <= 40; i++) {
+                char id[8];
+                snprintf(id, sizeof(id), "%d", i);
+                assert_int_equal(wt_ac_status(&t, id, "1"), 2);
+                assert_int_equal(wt_ac_status(&t, id, "2"), 2);
+        }
+        wt_stop(&t);
+}
+
 static void contact_refused_by_the_importer_goes_list_by_list(void **state)
 {
         struct wt t;
@@ -347,6 +418,7 @@ int main(int argc, char **argv)
                 hint_and_rules_state_save_the_lookup_not_the_list_read),
             cmocka_unit_test(unknown_contact_is_skipped),
             cmocka_unit_test(backlog_goes_by_bulk_import),
+            cmocka_unit_test(bulk_import_goes_while_the_backlog_is_still_read),
             cmocka_unit_test(contact_refused_by_the_importer_goes_list_by_list),
             cmocka_unit_test(throttling_and_503_are_honoured),
             cmocka_unit_test(shared_limiter_keeps_the_account_rate),

@@ -748,7 +748,12 @@ static void write_bulk(acw_t *a, struct acw_tenant *t,
                 struct osy_ac_answer ans;
                 osy_err_t err;
 
-                if (out_of_time(a)) {
+                /* The first import always goes: reading the lists of a
+                 * backlog can use a whole call's budget every time (one
+                 * read per contact at 5 calls/s), and an import that
+                 * waited for spare time would never be sent while the
+                 * lists it carries went stale and were read again. */
+                if (from > 0 && out_of_time(a)) {
                         for (size_t k = from; k < nw; k++)
                                 defer(items[which[k]], now_ms, NULL);
                         break;
