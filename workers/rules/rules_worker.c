@@ -56,6 +56,10 @@ const char osy_rules_apply_lua[] =
     "end\n"
     "return refused\n";
 
+/* Longest a batch spends on AC look-ups before it goes out with what is
+ * decided (see decide_batch). About one look-up at AC's 5 calls/s. */
+#define RULES_LOOKUP_BUDGET_MS 250
+
 #define MAX_OUT 4            /* sf.command, ac.command, audit | dlq, audit */
 #define MAX_INFLIGHT 4       /* batches produced and not yet written */
 #define IDLE_POLL_MS 100     /* consumer poll when nothing is in flight */
@@ -1982,6 +1986,16 @@ static osy_err_t start_batch(osy_rules_worker_t *w, char *errstr,
         for (size_t i = 0; i < n && !w->dlq_head; i++) {
                 if (b->msgs[i].dlq)
                         continue;
+                /* Deciding takes microseconds; AC look-ups take the
+                 * limiter's time (5 calls/s per account). Once a batch has
+                 * spent its budget on them, what is decided goes out and
+                 * the rest waits for the next batch, so a burst of people
+                 * optsync has not seen does not hold back every write
+                 * behind the last look-up (order per partition is kept). */
+                if (i > 0 && mono_ms() - b->t_read >= RULES_LOOKUP_BUDGET_MS) {
+                        cut = i;
+                        break;
+                }
                 err = decide_one(w, b, (int)i, errstr, errstr_size);
                 if (err == OSY_ERR_TRANSIENT) {
                         cut = i;
