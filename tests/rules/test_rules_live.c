@@ -19,6 +19,7 @@
 #include "rules_state.h"
 
 #include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -863,6 +864,71 @@ static void ac_lookup_resolves_lists_and_bounce_type(void **s)
         assert_int_equal(count_type(OSY_MSG_DLQ), 0);
 }
 
+/* Sandbox time (ms) of the last AC request of tenant acme. */
+static int64_t last_ac_request_ms(void)
+{
+        char *body = NULL;
+        cJSON *j, *r;
+        int64_t last = 0;
+
+        assert_int_equal(osy_test_sandbox_call(&E.sbx, "GET",
+                                               "/sandbox/requests?tenant=acme"
+                                               "&limit=1000",
+                                               NULL, NULL, &body),
+                         200);
+        j = cJSON_Parse(body);
+        cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(j, "requests"))
+        {
+                double t = cJSON_GetNumberValue(
+                    cJSON_GetObjectItemCaseSensitive(r, "time_ms"));
+                if ((int64_t)t > last)
+                        last = (int64_t)t;
+        }
+        cJSON_Delete(j);
+        free(body);
+        return last;
+}
+
+/*
+ * A burst of people the rules have never seen: each needs an AC look-up
+ * at the account's 5 calls/s. What is decided must go out while the later
+ * look-ups are still being made, not all at once after the last one.
+ */
+static void burst_of_misses_goes_out_while_looking_up(void **s)
+{
+        char ids[12][OSY_ID_BUFSZ], fx[4096];
+        size_t off = 0;
+        struct timespec ts;
+        int64_t first_seen;
+        (void)s;
+
+        off += (size_t)snprintf(fx + off, sizeof(fx) - off,
+                                "{\"rate_per_s\":0,\"lists\":[{\"id\":\"1\"}],"
+                                "\"contacts\":[");
+        for (int i = 0; i < 12; i++)
+                off += (size_t)snprintf(
+                    fx + off, sizeof(fx) - off,
+                    "%s{\"id\":\"%d\",\"email\":\"p%d@example.com\","
+                    "\"tags\":[\"added-to-salesforce-lead\"],"
+                    "\"lists\":{\"1\":1}}",
+                    i ? "," : "", 60 + i, 60 + i);
+        snprintf(fx + off, sizeof(fx) - off, "]}");
+        start_sandbox(fx);
+        start_worker();
+        for (int i = 0; i < 12; i++)
+                ac_event(60 + i, OSY_AC_SUBSCRIBE, "1", 0, NULL, 0, 0, ids[i]);
+        flush_inputs();
+        while (!count_type(OSY_MSG_SF_COMMAND))
+                collect(20);
+        clock_gettime(CLOCK_REALTIME, &ts);
+        first_seen = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        wait_audits(ids, 12, WAIT_MS);
+        for (int i = 0; i < 12; i++)
+                expect_sf(ids[i], OSY_RULE_R1, 0);
+        /* The first command was out before the last look-up was made. */
+        assert_true(first_seen < last_ac_request_ms());
+}
+
 /* ---- three members, killed and added mid-stream
  * ------------------------------ */
 
@@ -998,6 +1064,8 @@ int main(int argc, char **argv)
                 ac_lookup_fills_a_miss_once_through_503s, setup, teardown),
             cmocka_unit_test_setup_teardown(
                 ac_lookup_resolves_lists_and_bounce_type, setup, teardown),
+            cmocka_unit_test_setup_teardown(
+                burst_of_misses_goes_out_while_looking_up, setup, teardown),
             cmocka_unit_test_setup_teardown(
                 group_members_killed_and_added_decide_each_event_once, setup,
                 teardown),
