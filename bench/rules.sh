@@ -155,19 +155,19 @@ metric() { # value of one unlabelled metric, 0 if absent
 }
 # Outputs acknowledged; state, dedup keys and offsets follow within a batch.
 for _ in $(seq 1 600); do
-    [ "$(metric osy_rules_events_total)" -ge "$events" ] && break
+    [ "$(metric optsync_rules_events_total)" -ge "$events" ] && break
     kill -0 "$rpid" 2>/dev/null || { echo "bench: rules died" >&2; exit 1; }
     sleep 0.05
 done
-[ "$(metric osy_rules_events_total)" -ge "$events" ] ||
+[ "$(metric optsync_rules_events_total)" -ge "$events" ] ||
     { echo "bench: rules did not finish" >&2; exit 1; }
 cpu_r=$(cpu_s "$rpid")
 cpu_k=$(echo "$(cpu_s "$kpid") - $cpu0_k" | bc -l)
 cpu_d=$(echo "$(cpu_s "$redis_pid") - $cpu0_d" | bc -l)
 rules_rate=$(echo "$events / ($t1 - $t0)" | bc -l)
-rtt=$(metric osy_rules_redis_roundtrips_total)
-lookups=$(metric osy_rules_ac_lookups_total)
-dlq=$(metric osy_rules_dead_letters_total)
+rtt=$(metric optsync_rules_redis_roundtrips_total)
+lookups=$(metric optsync_rules_ac_lookups_total)
+dlq=$(metric optsync_rules_dead_letters_total)
 rss_kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$rpid/status")
 [ -z "${KEEP_LOG:-}" ] || redis-cli -p "$redis_port" INFO commandstats \
     >"$KEEP_LOG.redis" 2>/dev/null || true

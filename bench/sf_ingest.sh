@@ -138,9 +138,9 @@ metric() { # prefix of sample lines to sum
 }
 wait_published() { # count timeout_s
     local until=$(($(date +%s) + $2))
-    while [ "$(metric sf_ingest_events_published_total)" -lt "$1" ]; do
+    while [ "$(metric optsync_sf_ingest_events_published_total)" -lt "$1" ]; do
         [ "$(date +%s)" -lt "$until" ] || {
-            echo "bench: only $(metric sf_ingest_events_published_total) of $1 published" >&2
+            echo "bench: only $(metric optsync_sf_ingest_events_published_total) of $1 published" >&2
             exit 1
         }
         sleep 0.02
@@ -160,7 +160,7 @@ t0=$(now_ms)
 start_sfi cdc cdc
 wait_published "$events" 300
 t1=$(now_ms)
-cdc_calls=$(metric 'sf_ingest_api_calls_total{tenant="cdc",api="query"}')
+cdc_calls=$(metric 'optsync_sf_ingest_api_calls_total{tenant="cdc",api="query"}')
 stop "$ipid"
 cdc_rate=$(( events * 1000 / (t1 - t0 > 0 ? t1 - t0 : 1) ))
 echo "bench: CDC: $events sf.events in $((t1 - t0)) ms (process start" \
@@ -169,12 +169,12 @@ echo "bench: CDC: $events sf.events in $((t1 - t0)) ms (process start" \
 # ---- 2. polling ---------------------------------------------------------------
 echo "bench: polling every $poll_interval: $poll_changes changes" >&2
 start_sfi poll poll
-calls0=$(metric 'sf_ingest_api_calls_total{tenant="poll"')
+calls0=$(metric 'optsync_sf_ingest_api_calls_total{tenant="poll"')
 t0=$(now_ms)
 change poll 1 "$poll_changes"
 wait_published "$poll_changes" 120
 t1=$(now_ms)
-calls1=$(metric 'sf_ingest_api_calls_total{tenant="poll"')
+calls1=$(metric 'optsync_sf_ingest_api_calls_total{tenant="poll"')
 stop "$ipid"
 calls=$((calls1 - calls0))
 per_1000=$(python3 -c "print(round($calls * 1000 / $poll_changes, 1))")

@@ -97,7 +97,7 @@ sleep "$settle"
 for w in rules sf-writer ac-writer; do
     [ -n "${wadmin[$w]:-}" ] || continue
     curl -fsS "http://127.0.0.1:${wadmin[$w]}/metrics" 2>/dev/null |
-        grep -E '^(osy_rules_decisions_total|osy_rules_events_total|optsync_writer_commands_total|optsync_writer_api_calls_total)' |
+        grep -E '^(optsync_rules_decisions_total|optsync_rules_events_total|optsync_writer_commands_total|optsync_writer_api_calls_total)' |
         sed "s/^/  $w: /" | head -n 12
 done
 

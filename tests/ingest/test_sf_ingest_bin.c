@@ -168,12 +168,12 @@ static void readiness_metrics_and_sigterm(void **state)
         sfh_ctl(&b->h, "DELETE", "/sandbox/faults", NULL);
         SFH_WAIT(admin(b, "/readyz", NULL) == 200, 10000);
         assert_int_equal(admin(b, "/metrics", &body), 200);
-        assert_non_null(
-            strstr(body, "sf_ingest_subscribed{tenant=\"" SFH_TENANT "\"} 1"));
-        assert_non_null(strstr(body, "sf_ingest_reconnects_total"));
-        assert_non_null(strstr(body,
-                               "sf_ingest_api_calls_total{tenant=\"" SFH_TENANT
-                               "\",api=\"cometd\"}"));
+        assert_non_null(strstr(
+            body, "optsync_sf_ingest_subscribed{tenant=\"" SFH_TENANT "\"} 1"));
+        assert_non_null(strstr(body, "optsync_sf_ingest_reconnects_total"));
+        assert_non_null(strstr(
+            body, "optsync_sf_ingest_api_calls_total{tenant=\"" SFH_TENANT
+                  "\",api=\"cometd\"}"));
         free(body);
         /* SIGTERM in the middle of a parked long-poll: out fast, 0. */
         t0     = osy_test_now_ms();

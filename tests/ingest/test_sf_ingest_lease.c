@@ -178,7 +178,8 @@ static double metric(struct fx *f, int i, const char *sample)
 static int holds(struct fx *f, int i)
 {
         return metric(f, i,
-                      "sf_ingest_lease_held{tenant=\"" SFH_TENANT "\"} ") == 1;
+                      "optsync_sf_ingest_lease_held{tenant=\"" SFH_TENANT
+                      "\"} ") == 1;
 }
 
 static double published(struct fx *f, int i)
@@ -189,7 +190,8 @@ static double published(struct fx *f, int i)
 
         if (admin(f, i, "/metrics", &body) != 200 || !body)
                 return -1;
-        for (p = body; (p = strstr(p, "\nsf_ingest_events_published_total{"));
+        for (p = body;
+             (p = strstr(p, "\noptsync_sf_ingest_events_published_total{"));
              p++)
                 sum += strtod(strchr(p, '}') + 1, NULL);
         free(body);
@@ -241,10 +243,10 @@ static void two_replicas(struct fx *f)
         /* A healthy standby is ready: it can take over. */
         SFH_WAIT(admin(f, 1, "/readyz", NULL) == 200, 10000);
         assert_true(holds(f, 0));
-        SFH_WAIT(
-            metric(f, 1, "sf_ingest_lease_held{tenant=\"" SFH_TENANT "\"} ") ==
-                0,
-            5000);
+        SFH_WAIT(metric(f, 1,
+                        "optsync_sf_ingest_lease_held{tenant=\"" SFH_TENANT
+                        "\"} ") == 0,
+                 5000);
         assert_true(key_names(f, 0));
 }
 
@@ -321,9 +323,10 @@ static void standby_does_not_subscribe_and_events_come_once(void **state)
         assert_int_equal(cometd_requests(f, "/meta/subscribe"), 1);
         assert_int_equal(published(f, 0), NREC);
         assert_true(published(f, 1) <= 0);
-        assert_true(metric(f, 1,
-                           "sf_ingest_api_calls_total{tenant=\"" SFH_TENANT
-                           "\",api=\"cometd\"} ") <= 0);
+        assert_true(
+            metric(f, 1,
+                   "optsync_sf_ingest_api_calls_total{tenant=\"" SFH_TENANT
+                   "\",api=\"cometd\"} ") <= 0);
         assert_true(log_has(f, 1, "standing by: the lease is held by"));
         assert_true(log_has(f, 0, "lease acquired"));
 }
@@ -378,10 +381,10 @@ static void stopped_holder_expires_and_stops_publishing(void **state)
         /* The old holder wakes up after its validity ran out: it must
          * not publish what its parked long-poll brings, and it leaves. */
         kill(f->p[0].pid, SIGCONT);
-        SFH_WAIT(
-            metric(f, 0, "sf_ingest_lease_held{tenant=\"" SFH_TENANT "\"} ") ==
-                0,
-            5000);
+        SFH_WAIT(metric(f, 0,
+                        "optsync_sf_ingest_lease_held{tenant=\"" SFH_TENANT
+                        "\"} ") == 0,
+                 5000);
         before = published(f, 0);
         optout(f, 4, NREC);
         consume(f, NREC, 20000);

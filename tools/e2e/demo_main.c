@@ -326,7 +326,7 @@ static void print_totals(struct e2e_stack *s, double converge_s)
         printf("   events       %lld from AC webhooks, %lld from SF CDC\n",
                (long long)t.ac_events, (long long)t.sf_events);
         double decisions =
-            e2e_stack_metric(s, E2E_RULES, "osy_rules_decisions_total");
+            e2e_stack_metric(s, E2E_RULES, "optsync_rules_decisions_total");
         printf("   decisions    %.0f by rules (%lld audit records: decisions "
                "and writes)\n",
                decisions, (long long)t.audit);

@@ -286,41 +286,41 @@ static osy_err_t metrics_init(osy_rules_worker_t *w, char *errstr,
                 w->m.field = osy_metric_series(f, NULL);                       \
         } while (0)
         if ((err = osy_metrics_counter_new(
-                 reg, &w->m.decisions, "osy_rules_decisions_total",
+                 reg, &w->m.decisions, "optsync_rules_decisions_total",
                  "Events decided, by rule and outcome.", rule_outcome, errstr,
                  errstr_size)))
                 return err;
-        COUNTER(dedup_hits, "osy_rules_dedup_hits_total",
+        COUNTER(dedup_hits, "optsync_rules_dedup_hits_total",
                 "Events dropped because their id was seen before.");
-        COUNTER(stale, "osy_rules_stale_total",
+        COUNTER(stale, "optsync_rules_stale_total",
                 "Events older than the person's last applied event.");
-        COUNTER(cache_hit, "osy_rules_state_cache_hits_total",
+        COUNTER(cache_hit, "optsync_rules_state_cache_hits_total",
                 "Events decided from the person state in Redis alone.");
-        COUNTER(cache_miss, "osy_rules_state_cache_misses_total",
+        COUNTER(cache_miss, "optsync_rules_state_cache_misses_total",
                 "Events that needed an AC look-up first.");
-        GAUGE(cache_ratio, "osy_rules_state_cache_hit_ratio",
+        GAUGE(cache_ratio, "optsync_rules_state_cache_hit_ratio",
               "Share of events decided without an AC look-up, since start.");
-        GAUGE(lag, "osy_rules_consumer_lag_messages",
+        GAUGE(lag, "optsync_rules_consumer_lag_messages",
               "Messages behind the end of the assigned partitions.");
-        COUNTER(events, "osy_rules_events_total",
+        COUNTER(events, "optsync_rules_events_total",
                 "Records fully handled (outputs acknowledged, offset "
                 "stored).");
-        COUNTER(dlq, "osy_rules_dead_letters_total",
+        COUNTER(dlq, "optsync_rules_dead_letters_total",
                 "Records sent to the DLQ.");
-        COUNTER(rtt, "osy_rules_redis_roundtrips_total",
+        COUNTER(rtt, "optsync_rules_redis_roundtrips_total",
                 "Redis round trips (a pipeline counts once).");
-        COUNTER(lookups, "osy_rules_ac_lookups_total",
+        COUNTER(lookups, "optsync_rules_ac_lookups_total",
                 "AC look-ups made to fill cache misses.");
-        COUNTER(lookup_fail, "osy_rules_ac_lookup_failures_total",
+        COUNTER(lookup_fail, "optsync_rules_ac_lookup_failures_total",
                 "AC look-ups that failed (retried or dead-lettered).");
-        COUNTER(blocked, "osy_rules_retry_waits_total",
+        COUNTER(blocked, "optsync_rules_retry_waits_total",
                 "Times processing paused to back off a transient failure.");
-        COUNTER(write_stale, "osy_rules_state_write_conflicts_total",
+        COUNTER(write_stale, "optsync_rules_state_write_conflicts_total",
                 "State writes refused because a newer version was there.");
-        COUNTER(not_owned, "osy_rules_offsets_not_owned_total",
+        COUNTER(not_owned, "optsync_rules_offsets_not_owned_total",
                 "Offsets not stored because the partition was revoked.");
         if ((err = osy_metrics_histogram_new(
-                 reg, &f, "osy_rules_processing_seconds",
+                 reg, &f, "optsync_rules_processing_seconds",
                  "Time from poll to stored offset, per record.", NULL,
                  lat_buckets, sizeof(lat_buckets) / sizeof(*lat_buckets),
                  errstr, errstr_size)))

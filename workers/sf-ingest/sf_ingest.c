@@ -265,54 +265,57 @@ static osy_err_t metrics_init(osy_sfi_t *w, char *errstr, size_t errstr_size)
         if (!r)
                 return OSY_OK;
         if ((err = osy_metrics_counter_new(
-                 r, &w->m_events, "sf_ingest_cdc_events_total",
+                 r, &w->m_events, "optsync_sf_ingest_cdc_events_total",
                  "CDC change events received, by changeType", l_type, errstr,
                  errstr_size)) ||
             (err = osy_metrics_counter_new(
-                 r, &w->m_published, "sf_ingest_events_published_total",
+                 r, &w->m_published, "optsync_sf_ingest_events_published_total",
                  "sf.events acknowledged by Kafka, by kind", l_kind, errstr,
                  errstr_size)) ||
             (err = osy_metrics_counter_new(
-                 r, &w->m_skipped, "sf_ingest_changes_skipped_total",
+                 r, &w->m_skipped, "optsync_sf_ingest_changes_skipped_total",
                  "Changes that produced no event, by reason", l_reason, errstr,
                  errstr_size)) ||
             (err = osy_metrics_gauge_new(
-                 r, &w->m_lag, "sf_ingest_replay_lag_seconds",
+                 r, &w->m_lag, "optsync_sf_ingest_replay_lag_seconds",
                  "Age of the newest committed CDC event when it was "
                  "committed",
                  l_channel, errstr, errstr_size)) ||
             (err = osy_metrics_counter_new(
-                 r, &w->m_api, "sf_ingest_api_calls_total",
+                 r, &w->m_api, "optsync_sf_ingest_api_calls_total",
                  "Salesforce calls: query (REST), cometd, token", l_api, errstr,
                  errstr_size)) ||
             (err = osy_metrics_counter_new(r, &w->m_reconnects,
-                                           "sf_ingest_reconnects_total",
+                                           "optsync_sf_ingest_reconnects_total",
                                            "CometD sessions lost, by reason",
                                            l_reason, errstr, errstr_size)) ||
             (err = osy_metrics_counter_new(
-                 r, &w->m_replay_invalid, "sf_ingest_replay_invalid_total",
+                 r, &w->m_replay_invalid,
+                 "optsync_sf_ingest_replay_invalid_total",
                  "Stored replay ids refused by Salesforce (backfilled by "
                  "polling)",
                  l_channel, errstr, errstr_size)) ||
             (err = osy_metrics_counter_new(
-                 r, &w->m_polls, "sf_ingest_polls_total",
+                 r, &w->m_polls, "optsync_sf_ingest_polls_total",
                  "Completed SOQL polls of one object, by trigger", l_trigger,
                  errstr, errstr_size)) ||
             (err = osy_metrics_gauge_new(
-                 r, &w->m_subscribed, "sf_ingest_subscribed",
+                 r, &w->m_subscribed, "optsync_sf_ingest_subscribed",
                  "1 while the tenant's CDC channels are subscribed", l_tenant,
                  errstr, errstr_size)) ||
             (err = osy_metrics_counter_new(
-                 r, &w->m_batch_failures, "sf_ingest_batch_failures_total",
+                 r, &w->m_batch_failures,
+                 "optsync_sf_ingest_batch_failures_total",
                  "Batches not committed (they are delivered again)", l_stage,
                  errstr, errstr_size)) ||
             (err = osy_metrics_gauge_new(
-                 r, &w->m_lease_held, "sf_ingest_lease_held",
+                 r, &w->m_lease_held, "optsync_sf_ingest_lease_held",
                  "1 while this replica holds the tenant's lease (follows its "
                  "CDC and polls), 0 on standby",
                  l_tenant, errstr, errstr_size)) ||
             (err = osy_metrics_counter_new(
-                 r, &w->m_lease_changes, "sf_ingest_lease_changes_total",
+                 r, &w->m_lease_changes,
+                 "optsync_sf_ingest_lease_changes_total",
                  "Tenant leases acquired, lost and released by this replica",
                  l_change, errstr, errstr_size)))
                 return err;
@@ -1846,7 +1849,7 @@ static void *tenant_main(void *opaque)
  * tenant thread parked in a long-poll (or waiting for Kafka) never delays
  * a renewal. */
 
-/* sf_ingest_lease_held{tenant} = @p on. */
+/* optsync_sf_ingest_lease_held{tenant} = @p on. */
 static void lease_gauge(struct tenant *tn, int on)
 {
         const char *values[] = {tn->id};
