@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The README's first command, as a test: optsync-demo must exit 0 with
 # every scenario matching, and leave no process behind; on SIGINT (Ctrl-C)
-# mid-run it must stop everything it started and exit 130.
+# mid-run it must stop everything it started and exit 130; and when SF
+# refuses every write it must say which scenarios do not match and exit 1.
 #
-# usage: demo_run.sh BUILD_DIR full|interrupt
+# usage: demo_run.sh BUILD_DIR full|interrupt|mismatch
 set -uo pipefail
 
-build=${1:?usage: demo_run.sh BUILD_DIR full|interrupt}
-mode=${2:?usage: demo_run.sh BUILD_DIR full|interrupt}
+build=${1:?usage: demo_run.sh BUILD_DIR full|interrupt|mismatch}
+mode=${2:?usage: demo_run.sh BUILD_DIR full|interrupt|mismatch}
 demo="$build/tools/e2e/optsync-demo"
 out=$(mktemp "${TMPDIR:-/tmp}/optsync-demo-test-XXXXXX")
 trap 'rm -f "$out"' EXIT
@@ -57,6 +58,19 @@ interrupt)
     status=$?
     [ "$status" -eq 130 ] || fail "exit status $status after SIGINT, expected 130"
     grep -q "Interrupted: stopping every process" "$out" || fail "no interrupt message"
+    check_no_leftovers
+    ;;
+mismatch)
+    # SF answers every write with a permanent error: the scenarios whose
+    # rule writes SF (R1, R2, R3, R4's R2 effect) cannot match.
+    "$demo" --people 300 --seed 3 --fault \
+        '{"endpoint":"sf.composite","kind":"status","status":400,"body":[{"message":"injected permanent fault","errorCode":"INVALID_FIELD"}]}' \
+        >"$out" 2>&1
+    status=$?
+    [ "$status" -eq 1 ] || fail "optsync-demo exited $status, expected 1"
+    grep -q "^== FAILED: 4 of 10 scenarios match the rules" "$out" || fail "no FAILED summary"
+    [ "$(grep -c '^   result   MISMATCH' "$out")" -eq 6 ] || fail "not 6 MISMATCH lines"
+    grep -q "DLQ entries  6" "$out" || fail "the refused writes are not in the DLQ"
     check_no_leftovers
     ;;
 *)

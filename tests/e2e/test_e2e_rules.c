@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "osy_test.h"
 #include "scenarios.h"
 #include "stack.h"
@@ -75,21 +76,14 @@ static int teardown(void **state)
 /* Settles, then compares the whole world with the oracle. */
 static void assert_world_as_rules_say(struct fixture *f)
 {
-        struct e2e_world actual = {0};
         char report[8192];
-        char *st;
+        long bad = e2e_check(&f->stack, &f->world, 1500, 90000, NULL, report,
+                             sizeof(report));
 
-        if (e2e_stack_settle(&f->stack, 1500, 90000, f->err, sizeof(f->err)))
-                fail_msg("pipeline did not settle: %s", f->err);
-        st = e2e_stack_state(&f->stack);
-        assert_non_null(st);
-        assert_int_equal(
-            e2e_world_read(&actual, &f->world, st, f->err, sizeof(f->err)), 0);
-        free(st);
-        size_t bad = e2e_world_diff(&f->world, &actual, report, sizeof(report));
-        e2e_world_free(&actual);
         if (bad)
-                fail_msg("%zu people differ from the rules:\n%s", bad, report);
+                fail_msg(
+                    "%ld people differ from the rules (-1: no verdict):\n%s",
+                    bad, report);
 }
 
 /* Plays the scenario @p id on a fitting person; @returns the oracle's
