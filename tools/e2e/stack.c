@@ -319,32 +319,47 @@ static int redis_ping(int port)
         return ok;
 }
 
+/* The first executable @p name on $PATH (Debian puts redis-server in
+ * /usr/bin; a developer's own build may come first). @returns 0 or -1. */
+static int which(const char *name, char *out, size_t size)
+{
+        const char *path = getenv("PATH");
+        const char *p = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
+
+        while (*p) {
+                size_t len = strcspn(p, ":");
+                if (len &&
+                    (size_t)snprintf(out, size, "%.*s/%s", (int)len, p, name) <
+                        size &&
+                    access(out, X_OK) == 0)
+                        return 0;
+                p += len + (p[len] == ':');
+        }
+        return -1;
+}
+
 static int start_redis(struct e2e_stack *s, char *err, size_t err_size)
 {
-        char dir[300], log[320], port_s[16];
+        char dir[300], log[320], port_s[16], bin[600];
 
         path_in(s, dir, sizeof(dir), "redis");
         mkdir(dir, 0700);
         path_in(s, log, sizeof(log), "redis.log");
+        if (which("redis-server", bin, sizeof(bin))) {
+                fmt_err(err, err_size,
+                        "redis-server not found on PATH (scripts/deps.sh "
+                        "installs Debian's)");
+                return -1;
+        }
         for (int attempt = 0; attempt < 5; attempt++) {
                 int port = free_port();
                 snprintf(port_s, sizeof(port_s), "%d", port);
                 /* No persistence: a private, clean, fast server. */
-                char *const argv[] = {"/usr/bin/redis-server",
-                                      "--port",
-                                      port_s,
-                                      "--bind",
-                                      "127.0.0.1",
-                                      "--dir",
-                                      dir,
-                                      "--save",
-                                      "",
-                                      "--appendonly",
-                                      "no",
-                                      "--daemonize",
-                                      "no",
-                                      NULL};
-                s->redis_pid       = spawn(argv, NULL, log);
+                char *const argv[] = {
+                    bin,     "--port",      port_s,   "--bind", "127.0.0.1",
+                    "--dir", dir,           "--save", "",       "--appendonly",
+                    "no",    "--daemonize", "no",     NULL};
+                s->redis_pid = spawn(argv, NULL, log);
                 for (int i = 0; i < 200 && s->redis_pid > 0; i++) {
                         if (redis_ping(port)) {
                                 s->redis_port = port;
