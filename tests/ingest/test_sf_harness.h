@@ -182,6 +182,41 @@ static inline void sfh_worker_stop(struct sfh *h)
                         fail_msg("timed out waiting for %s", #cond);           \
         } while (0)
 
+/*
+ * For tests that run the sf-ingest binary: writes the tenants file (the
+ * sandbox org, client credentials) to @p path and sets the environment the
+ * children inherit: this harness's Kafka and Redis, admin on a free
+ * loopback port, quick CometD back-off and timeouts, no safety poll.
+ * @returns 0, or -1 when the file cannot be written.
+ */
+static inline int sfh_binary_env(struct sfh *h, const char *path)
+{
+        char port[16];
+        FILE *f = fopen(path, "w");
+
+        if (!f)
+                return -1;
+        fprintf(f,
+                "{\"tenants\":[{\"id\":\"" SFH_TENANT "\",\"sf\":{"
+                "\"login_url\":\"%s/sf/" SFH_TENANT "\",\"auth\":"
+                "\"client_credentials\",\"client_id\":\"sandbox-client-id\","
+                "\"client_secret\":\"sandbox-client-secret\"}}]}",
+                h->sb.base_url);
+        if (fclose(f))
+                return -1;
+        snprintf(port, sizeof(port), "%d", h->r.port);
+        setenv("OPTSYNC_TENANTS_FILE", path, 1);
+        setenv("OPTSYNC_KAFKA_BOOTSTRAP", h->k.bootstrap, 1);
+        setenv("OPTSYNC_REDIS_PORT", port, 1);
+        setenv("OPTSYNC_ADMIN_ADDR", "127.0.0.1", 1);
+        setenv("OPTSYNC_ADMIN_PORT", "0", 1);
+        setenv("OPTSYNC_SF_CDC_BACKOFF_BASE", "50ms", 1);
+        setenv("OPTSYNC_SF_CDC_BACKOFF_MAX", "500ms", 1);
+        setenv("OPTSYNC_SF_CDC_TIMEOUT_MARGIN", "1s", 1);
+        setenv("OPTSYNC_SF_CDC_SAFETY_POLL", "0", 1);
+        return 0;
+}
+
 static inline struct osy_sfi_stats sfh_stats(struct sfh *h)
 {
         struct osy_sfi_stats s;

@@ -43,8 +43,6 @@ static int setup(void **state)
 {
         struct bin *b = calloc(1, sizeof(*b));
         char *fx      = fixture();
-        char port[16];
-        FILE *f;
 
         if (!b || sfh_start(&b->h, fx, NULL))
                 return -1;
@@ -52,26 +50,9 @@ static int setup(void **state)
         b->dir = osy_test_mkdtemp("sfi-bin");
         snprintf(b->log, sizeof(b->log), "%s/sf-ingest.log", b->dir);
         snprintf(b->tenants, sizeof(b->tenants), "%s/tenants.json", b->dir);
-        if (!(f = fopen(b->tenants, "w")))
-                return -1;
-        fprintf(f,
-                "{\"tenants\":[{\"id\":\"" SFH_TENANT "\",\"sf\":{"
-                "\"login_url\":\"%s/sf/" SFH_TENANT "\",\"auth\":"
-                "\"client_credentials\",\"client_id\":\"sandbox-client-id\","
-                "\"client_secret\":\"sandbox-client-secret\"}}]}",
-                b->h.sb.base_url);
-        fclose(f);
         /* The child inherits this environment. */
-        snprintf(port, sizeof(port), "%d", b->h.r.port);
-        setenv("OPTSYNC_TENANTS_FILE", b->tenants, 1);
-        setenv("OPTSYNC_KAFKA_BOOTSTRAP", b->h.k.bootstrap, 1);
-        setenv("OPTSYNC_REDIS_PORT", port, 1);
-        setenv("OPTSYNC_ADMIN_ADDR", "127.0.0.1", 1);
-        setenv("OPTSYNC_ADMIN_PORT", "0", 1);
-        setenv("OPTSYNC_SF_CDC_BACKOFF_BASE", "50ms", 1);
-        setenv("OPTSYNC_SF_CDC_BACKOFF_MAX", "500ms", 1);
-        setenv("OPTSYNC_SF_CDC_TIMEOUT_MARGIN", "1s", 1);
-        setenv("OPTSYNC_SF_CDC_SAFETY_POLL", "0", 1);
+        if (sfh_binary_env(&b->h, b->tenants))
+                return -1;
         *state = b;
         return 0;
 }

@@ -54,8 +54,6 @@ static int setup(void **state)
 {
         struct fx *f = calloc(1, sizeof(*f));
         char *fx     = fixture();
-        char port[16];
-        FILE *fp;
 
         if (!f || sfh_start(&f->h, fx, NULL))
                 return -1;
@@ -66,27 +64,10 @@ static int setup(void **state)
                 snprintf(f->p[i].log, sizeof(f->p[i].log), "%s/sfi-%d.log",
                          f->dir, i);
         snprintf(f->tenants, sizeof(f->tenants), "%s/tenants.json", f->dir);
-        if (!(fp = fopen(f->tenants, "w")))
-                return -1;
-        fprintf(fp,
-                "{\"tenants\":[{\"id\":\"" SFH_TENANT "\",\"sf\":{"
-                "\"login_url\":\"%s/sf/" SFH_TENANT "\",\"auth\":"
-                "\"client_credentials\",\"client_id\":\"sandbox-client-id\","
-                "\"client_secret\":\"sandbox-client-secret\"}}]}",
-                f->h.sb.base_url);
-        fclose(fp);
         /* The children inherit this environment. */
-        snprintf(port, sizeof(port), "%d", f->h.r.port);
-        setenv("OPTSYNC_TENANTS_FILE", f->tenants, 1);
-        setenv("OPTSYNC_KAFKA_BOOTSTRAP", f->h.k.bootstrap, 1);
-        setenv("OPTSYNC_REDIS_PORT", port, 1);
-        setenv("OPTSYNC_ADMIN_ADDR", "127.0.0.1", 1);
-        setenv("OPTSYNC_ADMIN_PORT", "0", 1);
+        if (sfh_binary_env(&f->h, f->tenants))
+                return -1;
         setenv("OPTSYNC_LOG_LEVEL", "info", 1);
-        setenv("OPTSYNC_SF_CDC_BACKOFF_BASE", "50ms", 1);
-        setenv("OPTSYNC_SF_CDC_BACKOFF_MAX", "500ms", 1);
-        setenv("OPTSYNC_SF_CDC_TIMEOUT_MARGIN", "1s", 1);
-        setenv("OPTSYNC_SF_CDC_SAFETY_POLL", "0", 1);
         setenv("OPTSYNC_SF_INGEST_LEASE", "3s", 1);
         *state = f;
         return 0;
