@@ -65,12 +65,15 @@ osy_retry_verdict_t osy_retry_next(const struct osy_retry_policy *p,
                 s->rng = ((uint64_t)now_ms * 0x9e3779b97f4a7c15ULL) ^
                          (uint64_t)(uintptr_t)s ^ 0x5851f42d4c957f2dULL;
         s->attempts++;
+        if (err == OSY_ERR_THROTTLED)
+                s->throttled++;
         s->last_err = err;
         *delay_ms   = 0;
 
         if (!osy_err_is_retryable(err))
                 return OSY_RETRY_PERMANENT;
-        if (s->attempts >= p->max_attempts)
+        /* Only failures of our own count; 429s end at the age limit. */
+        if (s->attempts - s->throttled >= p->max_attempts)
                 return OSY_RETRY_EXHAUSTED;
 
         /* base * 2^(attempts-1), doubling until the cap: no overflow. */

@@ -116,7 +116,8 @@ OSY_CFG(RETRY_MAX_DELAY, "OPTSYNC_RETRY_MAX_DELAY", DURATION, "60s", "1ms",
 OSY_CFG(RETRY_MAX_ATTEMPTS, "OPTSYNC_RETRY_MAX_ATTEMPTS", INT, "10", "1",
         "1000", "rules, sf-writer, ac-writer",
         "Attempts (the first included) before a retryable failure goes to "
-        "the DLQ.")
+        "the DLQ. Attempts refused by a rate limit (429, quota) do not "
+        "count: those end only at OPTSYNC_RETRY_MAX_AGE.")
 OSY_CFG(RETRY_MAX_AGE, "OPTSYNC_RETRY_MAX_AGE", DURATION, "24h", "1m", "168h",
         "rules, sf-writer, ac-writer",
         "Age after which a still-failing message goes to the DLQ, whatever "

@@ -29,6 +29,7 @@ struct osy_retry_policy {
 /** Progress of one operation through its retries. Zero it to start. */
 struct osy_retry_state {
         int attempts;       /**< attempts made so far */
+        int throttled;      /**< of those, refused by a rate limit (429) */
         int64_t first_ms;   /**< when the first attempt failed */
         uint64_t rng;       /**< jitter state; 0: seeded on first use */
         osy_err_t last_err; /**< the error of the latest attempt */
@@ -57,6 +58,11 @@ osy_err_t osy_retry_policy_validate(const struct osy_retry_policy *p,
  * which spreads replicas that failed together. A Retry-After hint replaces
  * the backoff when it is longer: the server knows best, but a hint above
  * retry_after_cap_ms is capped so one bad header cannot park a worker.
+ *
+ * Throttled attempts (OSY_ERR_THROTTLED: a 429 or a quota answer) do not
+ * use up max_attempts: the API asked us to wait, the message did nothing
+ * wrong, and a storm of 429s from a shared account must not dead-letter
+ * every opt-out in flight. They end only at max_age_ms.
  *
  * @param err            the error of the attempt that just failed.
  * @param retry_after_ms the server's hint, or -1 when it gave none.

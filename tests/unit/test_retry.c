@@ -137,6 +137,35 @@ static void attempts_are_bounded(void **state)
         assert_int_equal(s.last_err, OSY_ERR_TRANSIENT);
 }
 
+/* A storm of 429s (the API's "wait", not our failure) does not use up the
+ * attempt budget: only the age ends it. Failures of our own still count. */
+static void throttled_attempts_end_only_at_the_age_limit(void **state)
+{
+        struct osy_retry_state s = {.rng = 3};
+        int64_t delay, now = 0;
+        int again = 0;
+        (void)state;
+        /* (The clock stands still here: only the count is under test.) */
+        for (int n = 0; n < 3 * policy.max_attempts; n++)
+                assert_int_equal(osy_retry_next(&policy, &s, OSY_ERR_THROTTLED,
+                                                100, now, &delay),
+                                 OSY_RETRY_AGAIN);
+        assert_int_equal(s.throttled, 3 * policy.max_attempts);
+        /* Mixed with failures of our own: those reach the budget. */
+        while (osy_retry_next(&policy, &s, OSY_ERR_TRANSIENT, -1, now,
+                              &delay) == OSY_RETRY_AGAIN)
+                again++;
+        assert_int_equal(again, policy.max_attempts - 1);
+        /* And 429s alone stop at the age limit. */
+        struct osy_retry_state t = {.rng = 5};
+        assert_int_equal(
+            osy_retry_next(&policy, &t, OSY_ERR_THROTTLED, 1000, 0, &delay),
+            OSY_RETRY_AGAIN);
+        assert_int_equal(osy_retry_next(&policy, &t, OSY_ERR_THROTTLED, 1000,
+                                        policy.max_age_ms - 10, &delay),
+                         OSY_RETRY_EXHAUSTED);
+}
+
 static void age_is_bounded(void **state)
 {
         struct osy_retry_state s = {.rng = 3};
@@ -201,6 +230,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(retry_after_is_capped),
     cmocka_unit_test(short_retry_after_never_shortens_backoff),
     cmocka_unit_test(attempts_are_bounded),
+    cmocka_unit_test(throttled_attempts_end_only_at_the_age_limit),
     cmocka_unit_test(age_is_bounded),
     cmocka_unit_test(same_seed_same_sequence),
     cmocka_unit_test(policy_validation),
