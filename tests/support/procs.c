@@ -121,6 +121,62 @@ char *osy_test_read_file(const char *path)
         return buf;
 }
 
+/*
+ * redis-start.sh leaves redis-server running on its own (it must outlive
+ * the script). A test that fails an assertion skips its own stop, so every
+ * server still running when the test process exits is stopped here.
+ */
+#define REDIS_TRACKED 16
+static char *redis_running[REDIS_TRACKED];
+static pid_t redis_owner; /* a forked child that exits must not stop them */
+
+static void redis_stop_dir(const char *dir)
+{
+        char script[600];
+
+        snprintf(script, sizeof(script), "%s/scripts/redis-stop.sh",
+                 OSY_SOURCE_DIR);
+        char *const argv[] = {"bash", script, (char *)dir, NULL};
+        pid_t pid          = osy_test_spawn(argv, "/dev/null");
+        if (pid > 0)
+                waitpid(pid, NULL, 0);
+        osy_test_rmtree(dir);
+}
+
+static void redis_stop_leftovers(void)
+{
+        if (getpid() != redis_owner)
+                return;
+        for (int i = 0; i < REDIS_TRACKED; i++)
+                if (redis_running[i]) {
+                        redis_stop_dir(redis_running[i]);
+                        free(redis_running[i]);
+                        redis_running[i] = NULL;
+                }
+}
+
+static void redis_track(const char *dir, int on)
+{
+        static int registered;
+
+        if (!registered) {
+                registered  = 1;
+                redis_owner = getpid();
+                atexit(redis_stop_leftovers);
+        }
+        for (int i = 0; i < REDIS_TRACKED; i++) {
+                if (on && !redis_running[i]) {
+                        redis_running[i] = strdup(dir);
+                        return;
+                }
+                if (!on && redis_running[i] && !strcmp(redis_running[i], dir)) {
+                        free(redis_running[i]);
+                        redis_running[i] = NULL;
+                        return;
+                }
+        }
+}
+
 int osy_test_redis_start(struct osy_test_redis *r)
 {
         char script[600], port_file[600];
@@ -137,6 +193,7 @@ int osy_test_redis_start(struct osy_test_redis *r)
         if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
             WEXITSTATUS(status) != 0)
                 return -1;
+        redis_track(r->dir, 1);
         snprintf(port_file, sizeof(port_file), "%s/redis.port", r->dir);
         char *port = osy_test_read_file(port_file);
         r->port    = port ? (int)strtol(port, NULL, 10) : 0;
@@ -146,17 +203,10 @@ int osy_test_redis_start(struct osy_test_redis *r)
 
 void osy_test_redis_stop(struct osy_test_redis *r)
 {
-        char script[600];
-
         if (!r->dir)
                 return;
-        snprintf(script, sizeof(script), "%s/scripts/redis-stop.sh",
-                 OSY_SOURCE_DIR);
-        char *const argv[] = {"bash", script, r->dir, NULL};
-        pid_t pid          = osy_test_spawn(argv, "/dev/null");
-        if (pid > 0)
-                waitpid(pid, NULL, 0);
-        osy_test_rmtree(r->dir);
+        redis_stop_dir(r->dir);
+        redis_track(r->dir, 0);
         free(r->dir);
         r->dir  = NULL;
         r->port = 0;
