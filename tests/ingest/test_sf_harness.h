@@ -182,6 +182,26 @@ static inline void sfh_worker_stop(struct sfh *h)
                         fail_msg("timed out waiting for %s", #cond);           \
         } while (0)
 
+/* A fixture with @p n SF Contacts p0@example.com .. (caller frees). */
+static inline char *sfh_contacts_fixture(int n)
+{
+        size_t cap = (size_t)n * 64 + 128, off = 0;
+        char *s = malloc(cap);
+
+        if (!s)
+                return NULL;
+        off += (size_t)snprintf(s + off, cap - off,
+                                "{\"tenants\":{\"" SFH_TENANT "\":{\"sf\":{"
+                                "\"contacts\":[");
+        for (int i = 0; i < n; i++)
+                off += (size_t)snprintf(s + off, cap - off,
+                                        "%s{\"LastName\":\"C%d\",\"Email\":"
+                                        "\"p%d@example.com\"}",
+                                        i ? "," : "", i, i);
+        snprintf(s + off, cap - off, "]}}}}");
+        return s;
+}
+
 /*
  * For tests that run the sf-ingest binary: writes the tenants file (the
  * sandbox org, client credentials) to @p path and sets the environment the

@@ -21,28 +21,10 @@ struct bin {
         int admin_port;
 };
 
-static char *fixture(void)
-{
-        size_t n   = 4096;
-        char *s    = malloc(n);
-        size_t off = 0;
-
-        off += (size_t)snprintf(s + off, n - off,
-                                "{\"tenants\":{\"" SFH_TENANT "\":{\"sf\":{"
-                                "\"contacts\":[");
-        for (int i = 0; i < 20; i++)
-                off += (size_t)snprintf(s + off, n - off,
-                                        "%s{\"LastName\":\"C%d\",\"Email\":"
-                                        "\"p%d@example.com\"}",
-                                        i ? "," : "", i, i);
-        snprintf(s + off, n - off, "]}}}}");
-        return s;
-}
-
 static int setup(void **state)
 {
         struct bin *b = calloc(1, sizeof(*b));
-        char *fx      = fixture();
+        char *fx      = sfh_contacts_fixture(20);
 
         if (!b || sfh_start(&b->h, fx, NULL))
                 return -1;

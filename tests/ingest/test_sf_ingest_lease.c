@@ -32,28 +32,10 @@ struct fx {
         size_t nrecs;
 };
 
-static char *fixture(void)
-{
-        size_t n   = 4096;
-        char *s    = malloc(n);
-        size_t off = 0;
-
-        off += (size_t)snprintf(s + off, n - off,
-                                "{\"tenants\":{\"" SFH_TENANT "\":{\"sf\":{"
-                                "\"contacts\":[");
-        for (int i = 0; i < NREC; i++)
-                off += (size_t)snprintf(s + off, n - off,
-                                        "%s{\"LastName\":\"C%d\",\"Email\":"
-                                        "\"p%d@example.com\"}",
-                                        i ? "," : "", i, i);
-        snprintf(s + off, n - off, "]}}}}");
-        return s;
-}
-
 static int setup(void **state)
 {
         struct fx *f = calloc(1, sizeof(*f));
-        char *fx     = fixture();
+        char *fx     = sfh_contacts_fixture(NREC);
 
         if (!f || sfh_start(&f->h, fx, NULL))
                 return -1;
