@@ -563,6 +563,30 @@ osy_err_t osy_redis_pipeline_exec(osy_redis_t *r, redisReply **replies,
         return OSY_OK;
 }
 
+osy_err_t osy_redis_pipeline_send(osy_redis_t *r, char *errstr,
+                                  size_t errstr_size)
+{
+        struct sigpipe_guard guard;
+        char msg[OSY_ERRSTR_SIZE];
+        int done = 0;
+
+        if (!r)
+                return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
+                                   "redis: bad pipeline arguments");
+        if (r->pipe_err || !r->pending || !r->ctx)
+                return OSY_OK; /* exec reports whatever happened */
+        sigpipe_block(&guard);
+        while (!done)
+                if (redisBufferWrite(r->ctx, &done) != REDIS_OK)
+                        break;
+        sigpipe_unblock(&guard);
+        if (done)
+                return OSY_OK;
+        io_error(r, "pipeline send", msg, sizeof(msg));
+        pipeline_discard(r, OSY_ERR_TRANSIENT, msg);
+        return osy_err_set(OSY_ERR_TRANSIENT, errstr, errstr_size, "%s", msg);
+}
+
 osy_err_t osy_redis_script_new(osy_redis_script_t **sp, const char *source,
                                char *errstr, size_t errstr_size)
 {

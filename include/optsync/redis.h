@@ -132,6 +132,18 @@ osy_err_t osy_redis_pipeline_exec(osy_redis_t *r, redisReply **replies,
                                   size_t n, char *errstr,
                                   size_t errstr_size) OSY_MUSTCHECK;
 
+/**
+ * @brief Write every queued command now, without waiting for replies:
+ *        the server works on them while the caller does something else;
+ *        osy_redis_pipeline_exec() later reads the replies (the queue
+ *        stays pending until then). Writes as much as the socket takes,
+ *        blocking (up to the command timeout) only when it is full.
+ * @returns OSY_OK; OSY_ERR_TRANSIENT on I/O errors (the connection is
+ *          dropped and the pipeline discarded: the next exec reports it).
+ */
+osy_err_t osy_redis_pipeline_send(osy_redis_t *r, char *errstr,
+                                  size_t errstr_size) OSY_MUSTCHECK;
+
 /** @brief freeReplyObject() each of the @p n slots and NULL it. */
 void osy_redis_replies_free(redisReply **replies, size_t n);
 

@@ -159,6 +159,74 @@ static void pipeline_of_1000_in_one_exec(void **state)
         osy_redis_destroy(r);
 }
 
+/* osy_redis_pipeline_send() puts the commands on the wire at once: they
+ * run before exec, which then only reads their replies; a connection
+ * that dies in between makes exec TRANSIENT and the next call
+ * reconnects. */
+static void pipeline_sent_early_runs_before_exec(void **state)
+{
+        char err[OSY_ERRSTR_SIZE], id[32];
+        osy_redis_t *admin = open_handle(NULL, 0, 0);
+        osy_redis_t *r     = open_handle(NULL, 0, 0);
+        const char *set[]  = {"SET", "early", "yes"};
+        const char *get[]  = {"GET", "early"};
+        redisReply *rep[2] = {NULL, NULL}, *reply = NULL;
+
+        (void)state;
+        assert_int_equal(
+            osy_redis_pipeline_append_argv(r, 3, set, NULL, err, sizeof(err)),
+            OSY_OK);
+        assert_int_equal(
+            osy_redis_pipeline_append_argv(r, 2, get, NULL, err, sizeof(err)),
+            OSY_OK);
+        assert_int_equal(osy_redis_pipeline_send(r, err, sizeof(err)), OSY_OK);
+        assert_int_equal(osy_redis_pipeline_pending(r), 2);
+        /* Another connection sees the SET although nothing was read. */
+        for (int i = 0; i < 200; i++) {
+                assert_int_equal(CMD(admin, &reply, "GET", "early"), OSY_OK);
+                if (reply->type == REDIS_REPLY_STRING)
+                        break;
+                freeReplyObject(reply);
+                reply = NULL;
+                osy_test_sleep_ms(5);
+        }
+        assert_non_null(reply);
+        assert_int_equal(reply->type, REDIS_REPLY_STRING);
+        freeReplyObject(reply);
+        assert_int_equal(osy_redis_pipeline_exec(r, rep, 2, err, sizeof(err)),
+                         OSY_OK);
+        assert_int_equal(rep[0]->type, REDIS_REPLY_STATUS);
+        assert_string_equal(rep[1]->str, "yes");
+        osy_redis_replies_free(rep, 2);
+
+        /* The connection is killed under a queued command: the send may
+         * still be taken by the kernel, but exec reports the loss as
+         * TRANSIENT (never a reply), and the next command reconnects. */
+        assert_int_equal(CMD(r, &reply, "CLIENT", "ID"), OSY_OK);
+        snprintf(id, sizeof(id), "%lld", reply->integer);
+        freeReplyObject(reply);
+        assert_int_equal(
+            osy_redis_pipeline_append_argv(r, 2, get, NULL, err, sizeof(err)),
+            OSY_OK);
+        assert_int_equal(CMD(admin, NULL, "CLIENT", "KILL", "ID", id), OSY_OK);
+        osy_test_sleep_ms(50);
+        {
+                osy_err_t e = osy_redis_pipeline_send(r, err, sizeof(err));
+                assert_true(e == OSY_OK || e == OSY_ERR_TRANSIENT);
+        }
+        assert_int_equal(osy_redis_pipeline_exec(r, rep, 1, err, sizeof(err)),
+                         OSY_ERR_TRANSIENT);
+        assert_null(rep[0]);
+        assert_int_equal(CMD(r, &reply, "GET", "early"), OSY_OK);
+        assert_string_equal(reply->str, "yes");
+        freeReplyObject(reply);
+        /* Sending with nothing queued is a no-op. */
+        assert_int_equal(osy_redis_pipeline_send(r, err, sizeof(err)), OSY_OK);
+        assert_int_equal(osy_redis_pipeline_pending(r), 0);
+        osy_redis_destroy(r);
+        osy_redis_destroy(admin);
+}
+
 /* One failing command in a batch does not fail the batch: its error
  * reply stays in its slot for the caller to classify. */
 static void pipeline_error_reply_stays_in_its_slot(void **state)
@@ -539,6 +607,7 @@ static void script_survives_restart(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(command_round_trip, clean),
     cmocka_unit_test_setup(pipeline_of_1000_in_one_exec, clean),
+    cmocka_unit_test_setup(pipeline_sent_early_runs_before_exec, clean),
     cmocka_unit_test_setup(pipeline_error_reply_stays_in_its_slot, clean),
     cmocka_unit_test_setup(pipeline_misuse_is_invalid, clean),
     cmocka_unit_test_setup(reconnects_after_server_restart, clean),

@@ -1035,6 +1035,72 @@ static void group_members_killed_and_added_decide_each_event_once(void **s)
         }
 }
 
+/*
+ * A backlog of events that each depend on the one before for the same
+ * person, in batches of two: the worker decodes a batch while Redis
+ * answers the read of the one before, and decides it only once that one
+ * is decided (and in the overlay), so every event still sees the state
+ * its predecessor left, whether that is written, in flight, or in the
+ * batch just ahead. One missed predecessor turns an R1 into nothing or
+ * an R2 into a second R2's worth of silence.
+ */
+#define C_PERSONS 6
+#define C_ROUNDS 40
+
+static void chained_events_in_small_batches_see_the_state_before_them(void **s)
+{
+        static char ids[C_PERSONS * C_ROUNDS][OSY_ID_BUFSZ];
+        static const osy_ac_kind_t kinds[4] = {
+            OSY_AC_SUBSCRIBE, OSY_AC_SUBSCRIBE, OSY_AC_UNSUBSCRIBE,
+            OSY_AC_UNSUBSCRIBE};
+        static const char *const lists[4] = {"1", "2", "1", "2"};
+        (void)s;
+
+        for (int p = 0; p < C_PERSONS; p++)
+                seed(200 + p, "", '-');
+        /* The whole backlog first: the worker then runs full pipelines. */
+        for (int round = 0; round < C_ROUNDS; round++)
+                for (int p = 0; p < C_PERSONS; p++)
+                        ac_event(200 + p, kinds[round % 4], lists[round % 4], 0,
+                                 NULL, (int64_t)round * 1000, 0,
+                                 ids[p * C_ROUNDS + round]);
+        flush_inputs();
+        setenv("OPTSYNC_RULES_BATCH_SIZE", "2", 1);
+        start_worker();
+        unsetenv("OPTSYNC_RULES_BATCH_SIZE");
+        wait_audits(ids, C_PERSONS * C_ROUNDS, WAIT_MS);
+        collect(500);
+        for (int p = 0; p < C_PERSONS; p++) {
+                char st[256], want[64];
+                for (int round = 0; round < C_ROUNDS; round++) {
+                        const char *id = ids[p * C_ROUNDS + round];
+                        if (round % 4 == 0) {
+                                expect_audit(id, OSY_RULE_R1,
+                                             OSY_OUTCOME_APPLIED);
+                                expect_sf(id, OSY_RULE_R1, 0);
+                        } else if (round % 4 == 3) {
+                                expect_audit(id, OSY_RULE_R2,
+                                             OSY_OUTCOME_APPLIED);
+                                expect_sf(id, OSY_RULE_R2, 1);
+                        } else {
+                                expect_audit(id, OSY_RULE_NONE,
+                                             OSY_OUTCOME_SKIPPED);
+                                assert_int_equal(
+                                    count_about(OSY_MSG_SF_COMMAND, id), 0);
+                        }
+                }
+                /* The last event's version, no active list, opted out. */
+                state_of(200 + p, st, sizeof(st));
+                snprintf(want, sizeof(want), "|1|%d|", 200 + p);
+                if (!strstr(st, want) || st[strlen(st) - 1] != '|' ||
+                    !strstr(st, ids[p * C_ROUNDS + C_ROUNDS - 1]))
+                        fail_msg("person %d: state '%s'", p, st);
+        }
+        assert_int_equal(count_type(OSY_MSG_SF_COMMAND),
+                         C_PERSONS * (C_ROUNDS / 2));
+        assert_int_equal(count_type(OSY_MSG_DLQ), 0);
+}
+
 int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
@@ -1069,6 +1135,9 @@ int main(int argc, char **argv)
             cmocka_unit_test_setup_teardown(
                 group_members_killed_and_added_decide_each_event_once, setup,
                 teardown),
+            cmocka_unit_test_setup_teardown(
+                chained_events_in_small_batches_see_the_state_before_them,
+                setup, teardown),
         };
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);

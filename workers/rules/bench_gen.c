@@ -14,6 +14,7 @@
 #include "optsync/envelope.h"
 #include "optsync/kafka.h"
 #include "optsync/redis.h"
+#include "rules_decide.h"
 #include "rules_state.h"
 
 #define T0 INT64_C(1795666380000)
@@ -24,7 +25,7 @@ struct gen_opts {
         long events, persons;
         double timeout_s;
         int redis_port;
-        int seed, produce, wait;
+        int seed, produce, wait, cpu;
 };
 
 static double now_s(void)
@@ -43,12 +44,13 @@ static double wall_s(void)
 
 static void usage(void)
 {
-        fprintf(stderr, "usage: rules-bench-gen [--seed-redis PORT] [--produce "
-                        "BOOTSTRAP TOPIC]\n"
-                        "                       [--wait BOOTSTRAP OUT_TOPIC "
-                        "[--ready FILE] [--timeout S]]\n"
-                        "                       [--events N] [--persons M] "
-                        "[--tenant T] [--prefix P]\n");
+        fprintf(stderr,
+                "usage: rules-bench-gen [--seed-redis PORT] [--produce "
+                "BOOTSTRAP TOPIC]\n"
+                "                       [--wait BOOTSTRAP OUT_TOPIC "
+                "[--ready FILE] [--timeout S]]\n"
+                "                       [--cpu] [--events N] [--persons M] "
+                "[--tenant T] [--prefix P]\n");
 }
 
 /* Person p's state: qualified, contact "<p>", no active list yet. */
@@ -291,6 +293,108 @@ out:
 }
 
 /*
+ * --cpu: the worker's per-event CPU stages in isolation, on this thread,
+ * without Kafka or Redis: decode the JSON, decide from the seeded state,
+ * build and encode the outputs. Prints microseconds per event per stage:
+ * what bounds one rules worker's main thread, whatever the I/O does.
+ */
+static int cpu_stages(const struct gen_opts *o)
+{
+        struct encoded *ev       = calloc((size_t)o->events, sizeof(*ev));
+        struct osy_msg *dec      = calloc((size_t)o->events, sizeof(*dec));
+        struct osy_rules_ctx ctx = {0};
+        char errstr[OSY_ERRSTR_SIZE];
+        double t0, t1, t2, t3;
+        size_t out_bytes = 0;
+        int rc           = 1;
+
+        if (!ev || !dec)
+                goto out;
+        for (long i = 0; i < o->events; i++) {
+                struct osy_msg m;
+                long p = i % o->persons, k = i / o->persons;
+                if (make_event(o, p, k, &m, errstr, sizeof(errstr)) ||
+                    osy_msg_encode(&m, &ev[i].val, &ev[i].len, errstr,
+                                   sizeof(errstr))) {
+                        fprintf(stderr, "cpu: %s\n", errstr);
+                        osy_msg_clear(&m);
+                        goto out;
+                }
+                osy_msg_clear(&m);
+        }
+        t0 = now_s();
+        for (long i = 0; i < o->events; i++)
+                if (osy_msg_decode(ev[i].val, ev[i].len, &dec[i], errstr,
+                                   sizeof(errstr))) {
+                        fprintf(stderr, "cpu: decode: %s\n", errstr);
+                        goto out;
+                }
+        t1 = now_s();
+        /* Decide every event from the seeded state (as a warm cache
+         * holds it), keeping the decisions for the encode stage. */
+        struct osy_rules_decision *d = calloc((size_t)o->events, sizeof(*d));
+        if (!d)
+                goto out;
+        for (long i = 0; i < o->events; i++) {
+                struct osy_rules_person st = {0};
+                char val[128];
+                int n = snprintf(val, sizeof(val), "1|0||3|4|-|%ld|",
+                                 i % o->persons);
+                if (osy_rules_person_decode(val, (size_t)n, &st, errstr,
+                                            sizeof(errstr)) ||
+                    osy_rules_decide(&ctx, &dec[i], &st, NULL, 0, &d[i], errstr,
+                                     sizeof(errstr))) {
+                        fprintf(stderr, "cpu: decide: %s\n", errstr);
+                        osy_rules_person_clear(&st);
+                        free(d);
+                        goto out;
+                }
+                osy_rules_person_clear(&st);
+        }
+        t2 = now_s();
+        for (long i = 0; i < o->events; i++) {
+                struct osy_msg sf, ac, audit;
+                struct osy_msg *outs[3] = {&sf, &ac, &audit};
+                if (osy_rules_build_outputs(&dec[i], &d[i], &sf, &ac, &audit,
+                                            errstr, sizeof(errstr))) {
+                        fprintf(stderr, "cpu: outputs: %s\n", errstr);
+                        free(d);
+                        goto out;
+                }
+                for (int k = 0; k < 3; k++) {
+                        char *json = NULL;
+                        size_t len = 0;
+                        if (outs[k]->type &&
+                            osy_msg_encode(outs[k], &json, &len, errstr,
+                                           sizeof(errstr)) == OSY_OK)
+                                out_bytes += len;
+                        free(json);
+                        osy_msg_clear(outs[k]);
+                }
+        }
+        t3 = now_s();
+        for (long i = 0; i < o->events; i++)
+                osy_rules_decision_clear(&d[i]);
+        free(d);
+        printf("cpu_us_per_event decode=%.2f decide=%.2f encode=%.2f "
+               "total=%.2f out_bytes_per_event=%.0f\n",
+               (t1 - t0) * 1e6 / (double)o->events,
+               (t2 - t1) * 1e6 / (double)o->events,
+               (t3 - t2) * 1e6 / (double)o->events,
+               (t3 - t0) * 1e6 / (double)o->events,
+               (double)out_bytes / (double)o->events);
+        rc = 0;
+out:
+        for (long i = 0; ev && dec && i < o->events; i++) {
+                free(ev[i].val);
+                osy_msg_clear(&dec[i]);
+        }
+        free(ev);
+        free(dec);
+        return rc;
+}
+
+/*
  * Follow @p o->topic's end until it has grown by o->events: a consumer
  * and producer stage is done when its last output is acknowledged (the
  * broker moves a partition's end when it appends). Writes "ready" to
@@ -377,6 +481,8 @@ int main(int argc, char **argv)
                         o.wait      = 1;
                         o.bootstrap = argv[++i];
                         o.topic     = argv[++i];
+                } else if (!strcmp(argv[i], "--cpu")) {
+                        o.cpu = 1;
                 } else if (!strcmp(argv[i], "--ready") && i + 1 < argc) {
                         o.ready_file = argv[++i];
                 } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
@@ -390,7 +496,7 @@ int main(int argc, char **argv)
                         return 2;
                 }
         }
-        if ((!o.seed && !o.produce && !o.wait) || o.events < 1 ||
+        if ((!o.seed && !o.produce && !o.wait && !o.cpu) || o.events < 1 ||
             o.persons < 1 || o.timeout_s <= 0) {
                 usage();
                 return 2;
@@ -400,6 +506,8 @@ int main(int argc, char **argv)
         if (o.produce && produce(&o))
                 return 1;
         if (o.wait && wait_output(&o))
+                return 1;
+        if (o.cpu && cpu_stages(&o))
                 return 1;
         return 0;
 }

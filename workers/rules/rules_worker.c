@@ -60,8 +60,11 @@ const char osy_rules_apply_lua[] =
  * decided (see decide_batch). About one look-up at AC's 5 calls/s. */
 #define RULES_LOOKUP_BUDGET_MS 250
 
-#define MAX_OUT 4            /* sf.command, ac.command, audit | dlq, audit */
-#define MAX_INFLIGHT 4       /* batches produced and not yet written */
+#define MAX_OUT 4      /* sf.command, ac.command, audit | dlq, audit */
+#define MAX_INFLIGHT 4 /* batches produced and not yet written */
+/* Ring slots: the batches in flight, the one whose Redis read is on its
+ * way (P) and the one decoded meanwhile (X). */
+#define BATCH_SLOTS (MAX_INFLIGHT + 2)
 #define IDLE_POLL_MS 100     /* consumer poll when nothing is in flight */
 #define BUSY_POLL_MS 2       /* ... and while acknowledgements are awaited */
 #define WRITE_ATTEMPTS 4     /* Redis writes retried in place */
@@ -135,7 +138,13 @@ struct batch {
         size_t arena_len, arena_cap;
         int64_t acks_outstanding;
         int produce_attempts;
-        int writing; /* handed to the writer thread */
+        int writing;  /* handed to the writer thread */
+        int dlq_head; /* the worker's dlq_head record, alone */
+        /* Its MGET: 1 sent, the reply owed on the worker's connection;
+         * -1 the send failed (read_why says why); 0 none needed. */
+        int read_sent;
+        osy_err_t read_err;
+        char read_why[OSY_TEXT_MAX];
         int64_t produced_at, t_start, t_read, t_decided; /* monotonic ms */
         int64_t t_acked, t_decoded;
 };
@@ -210,8 +219,15 @@ struct osy_rules_worker_s {
 
         /* Batches: in flight from b_head for b_count slots (a ring); the
          * next free slot is the one being decided. */
-        struct batch batches[MAX_INFLIGHT + 1];
+        struct batch batches[BATCH_SLOTS];
         size_t b_head, b_count;
+        /* After the b_count batches in flight: P, decoded with its Redis
+         * read sent and not yet answered (read_pending), then X, decoded
+         * while Redis answers P's read. The read of X is sent only once P
+         * is decided (and in the overlay), and no overlay entry is taken
+         * out while a read is unanswered (a write finished meanwhile may
+         * have run after it: the overlay must still cover it). */
+        int have_p, have_x, read_pending;
         struct ov_person *ovp[OVERLAY_BUCKETS];
         struct ov_id *ovi[OVERLAY_BUCKETS];
         struct ov_id *ovi_free; /* recycled entries */
@@ -602,7 +618,7 @@ static osy_err_t ov_add_batch(osy_rules_worker_t *w, struct batch *b)
 
 static struct batch *slot(osy_rules_worker_t *w, size_t k)
 {
-        return &w->batches[(w->b_head + k) % (MAX_INFLIGHT + 1)];
+        return &w->batches[(w->b_head + k) % BATCH_SLOTS];
 }
 
 static void free_outputs(struct rmsg *m)
@@ -759,6 +775,7 @@ static int in_parts(const rd_kafka_topic_partition_list_t *parts,
 }
 
 static void drain(osy_rules_worker_t *w, int64_t deadline);
+static void unprepare(osy_rules_worker_t *w);
 static void *writer_main(void *arg);
 
 /*
@@ -774,6 +791,7 @@ static void on_revoke(void *opaque,
         osy_rules_worker_t *w = opaque;
         size_t keep = 0, dropped = 0;
 
+        unprepare(w);
         drain(w, mono_ms() + w->o.produce_timeout_ms + 5000);
         for (size_t i = 0; i < w->q_n; i++) {
                 if (in_parts(parts, w->queue[i].rkm)) {
@@ -930,6 +948,7 @@ osy_err_t osy_rules_worker_close(osy_rules_worker_t *w, char *errstr,
                 return OSY_OK;
         /* Finish what is in flight: outputs acknowledged, state written,
          * offsets stored; then the queue is abandoned uncommitted. */
+        unprepare(w);
         if (w->consumer)
                 drain(w, mono_ms() + w->o.produce_timeout_ms + 5000);
         w->closed = 1;
@@ -967,7 +986,7 @@ void osy_rules_worker_destroy(osy_rules_worker_t *w)
          * delivery callbacks run by the producer's destroy: the batches
          * must still exist then. */
         osy_kafka_producer_destroy(w->producer);
-        for (size_t k = 0; k < MAX_INFLIGHT + 1; k++)
+        for (size_t k = 0; k < BATCH_SLOTS; k++)
                 batch_free(&w->batches[k]);
         ov_clear(w);
         while (w->ovi_free) {
@@ -1165,22 +1184,27 @@ static osy_err_t produce_batch(osy_rules_worker_t *w, struct batch *b,
  */
 
 /* One round trip: a single MGET of every person's state and every
- * event's dedup key (state keys first, in person order). States and
- * events of batches still in flight (not yet written) come from the
- * overlay instead. */
-static osy_err_t redis_read(osy_rules_worker_t *w, struct batch *b,
-                            char *errstr, size_t errstr_size)
+ * event's dedup key (state keys first, in person order), sent here and
+ * answered while the next batch is decoded (redis_read_recv() reads it).
+ * Records the outcome in b->read_sent. */
+static void redis_read_send(osy_rules_worker_t *w, struct batch *b)
 {
         const char **argv = NULL;
-        redisReply *r     = NULL;
         size_t argc       = 0;
-        osy_err_t err     = OSY_OK;
+        osy_err_t err;
 
+        b->read_sent   = 0;
+        b->read_err    = OSY_OK;
+        b->read_why[0] = '\0';
         if (!b->persons_n)
-                return OSY_OK;
-        if (!(argv = malloc((1 + b->persons_n + b->n) * sizeof(*argv))))
-                return osy_err_set(OSY_ERR_NOMEM, errstr, errstr_size,
-                                   "rules: out of memory");
+                return;
+        if (!(argv = malloc((1 + b->persons_n + b->n) * sizeof(*argv)))) {
+                b->read_sent = -1;
+                b->read_err =
+                    osy_err_set(OSY_ERR_NOMEM, b->read_why, sizeof(b->read_why),
+                                "rules: out of memory");
+                return;
+        }
         argv[argc++] = "MGET";
         for (size_t p = 0; p < b->persons_n; p++)
                 argv[argc++] = b->persons[p].skey;
@@ -1189,10 +1213,48 @@ static osy_err_t redis_read(osy_rules_worker_t *w, struct batch *b,
                         argv[argc++] = b->msgs[i].dkey;
         w->stats.redis_roundtrips++;
         osy_counter_inc(w->m.rtt);
-        if ((err = osy_redis_command_argv(w->redis, (int)argc, argv, NULL, &r,
-                                          errstr, errstr_size)))
+        if ((err = osy_redis_pipeline_append_argv(w->redis, (int)argc, argv,
+                                                  NULL, b->read_why,
+                                                  sizeof(b->read_why))) ||
+            (err = osy_redis_pipeline_send(w->redis, b->read_why,
+                                           sizeof(b->read_why)))) {
+                /* Nothing owed: clear what the failure left queued. */
+                if (osy_redis_pipeline_exec(w->redis, NULL, 0, NULL, 0))
+                        osy_log_debug("rules: discarded pipeline cleared");
+                b->read_sent = -1;
+                b->read_err  = err;
+        } else {
+                b->read_sent    = 1;
+                w->read_pending = 1;
+        }
+        free(argv);
+}
+
+/* The answer of redis_read_send(): each person's state, or the overlay's
+ * for those decided by batches still in flight (not yet written), and
+ * whether each event's dedup key exists. */
+static osy_err_t redis_read_recv(osy_rules_worker_t *w, struct batch *b,
+                                 char *errstr, size_t errstr_size)
+{
+        redisReply *r = NULL;
+        size_t nkeys  = b->persons_n;
+        osy_err_t err = OSY_OK;
+
+        if (b->read_sent < 0)
+                return osy_err_set(b->read_err, errstr, errstr_size, "%s",
+                                   b->read_why);
+        if (!b->read_sent)
+                return OSY_OK;
+        b->read_sent    = 0;
+        w->read_pending = 0;
+        for (size_t i = 0; i < b->n; i++)
+                nkeys += b->msgs[i].person >= 0;
+        if ((err =
+                 osy_redis_pipeline_exec(w->redis, &r, 1, errstr, errstr_size)))
+                return err;
+        if ((err = osy_redis_reply_err(r, errstr, errstr_size)))
                 goto out;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != argc - 1) {
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != nkeys) {
                 err = osy_err_set(OSY_ERR_TRANSIENT, errstr, errstr_size,
                                   "rules: unexpected MGET reply");
                 goto out;
@@ -1229,7 +1291,6 @@ static osy_err_t redis_read(osy_rules_worker_t *w, struct batch *b,
 out:
         if (r)
                 freeReplyObject(r);
-        free(argv);
         return err;
 }
 
@@ -1454,6 +1515,9 @@ static void finish_head(osy_rules_worker_t *w);
 
 static void abandon_all(osy_rules_worker_t *w, const char *why)
 {
+        /* P and X hold later records: they go back first, behind which
+         * the batches in flight are put. */
+        unprepare(w);
         if (w->b_count && slot(w, 0)->writing) {
                 /* The writer reads the head batch: wait for it. Written,
                  * the head is done (its outputs were acknowledged). */
@@ -1819,7 +1883,7 @@ static void finish_head(osy_rules_worker_t *w)
                                   (w->cache_hits + w->cache_misses));
         ov_release_batch(w, b);
         batch_release(b, b->n);
-        w->b_head = (w->b_head + 1) % (MAX_INFLIGHT + 1);
+        w->b_head = (w->b_head + 1) % BATCH_SLOTS;
         w->b_count--;
         w->stats.batches++;
 }
@@ -1841,6 +1905,11 @@ static osy_err_t complete(osy_rules_worker_t *w, int timeout_ms, char *errstr,
                 int failed      = 0;
 
                 if (b->writing) {
+                        /* A read on its way may have been answered before
+                         * this write ran: the overlay must keep covering
+                         * it until that read is taken in. */
+                        if (w->read_pending)
+                                return OSY_OK;
                         if (!write_take(w, 0, &err, why, sizeof(why)))
                                 return OSY_OK; /* still writing */
                         if (err == OSY_ERR_NOMEM)
@@ -1906,22 +1975,74 @@ static void drain(osy_rules_worker_t *w, int64_t deadline)
 /* ---- starting batches
  * -------------------------------------------------------- */
 
-/*
- * Take up to batch_size queued records into a free slot: decode, read
- * Redis once, decide in order, produce. The outputs are then in flight;
- * complete() finishes the batch.
- */
-static osy_err_t start_batch(osy_rules_worker_t *w, char *errstr,
-                             size_t errstr_size)
+/* The batch being read (P) and the one decoded meanwhile (X). */
+static struct batch *batch_p(osy_rules_worker_t *w)
 {
-        struct batch *b = slot(w, w->b_count);
+        return slot(w, w->b_count);
+}
+
+static struct batch *batch_x(osy_rules_worker_t *w)
+{
+        return slot(w, w->b_count + (size_t)w->have_p);
+}
+
+/* Give @p b's records from @p from on back to the queue's head, its
+ * decoded events and outputs dropped. */
+static void batch_giveback(osy_rules_worker_t *w, struct batch *b, size_t from)
+{
+        queue_prepend(w, b, from, b->n);
+        for (size_t i = from; i < b->n; i++) {
+                free_outputs(&b->msgs[i]);
+                osy_msg_clear(&b->msgs[i].ev);
+        }
+        b->n = from;
+}
+
+/* Drop X: its records back to the queue's head. */
+static void unprepare_x(osy_rules_worker_t *w)
+{
+        if (!w->have_x)
+                return;
+        batch_giveback(w, batch_x(w), 0);
+        batch_release(batch_x(w), 0);
+        w->have_x = 0;
+}
+
+/*
+ * Undo P and X (a rebalance, an abandon, close): their records go back
+ * to the queue's head in order, undecided; P's unanswered read is read
+ * and thrown away, so the connection is clean and, with no read
+ * pending, written batches may leave the overlay.
+ */
+static void unprepare(osy_rules_worker_t *w)
+{
+        unprepare_x(w);
+        if (!w->have_p)
+                return;
+        if (batch_p(w)->read_sent > 0) {
+                char why[OSY_TEXT_MAX];
+                redis_read_recv(w, batch_p(w), why, sizeof(why));
+        }
+        batch_giveback(w, batch_p(w), 0);
+        batch_release(batch_p(w), 0);
+        w->have_p = 0;
+}
+
+/*
+ * Take up to batch_size queued records into @p b and decode them (the
+ * worker's dlq_head record alone, dead-lettered). @returns OSY_OK;
+ * OSY_ERR_NOMEM with the records given back.
+ */
+static osy_err_t decode_batch(osy_rules_worker_t *w, struct batch *b,
+                              char *errstr, size_t errstr_size)
+{
         size_t n =
             w->q_n < (size_t)w->o.batch_size ? w->q_n : (size_t)w->o.batch_size;
-        size_t cut;
         char why[OSY_TEXT_MAX];
         osy_err_t err = OSY_OK;
 
-        if (w->dlq_head)
+        b->dlq_head = w->dlq_head;
+        if (b->dlq_head)
                 n = 1; /* its retries ran out: dead-letter it alone */
         if (batch_reserve(b, n))
                 return osy_err_set(OSY_ERR_NOMEM, errstr, errstr_size,
@@ -1932,6 +2053,7 @@ static osy_err_t start_batch(osy_rules_worker_t *w, char *errstr,
         b->acks_outstanding = 0;
         b->produce_attempts = 0;
         b->arena_len        = 0;
+        b->read_sent        = 0;
         memset(b->ptable, 0xff, b->ptable_cap * sizeof(*b->ptable));
         for (size_t i = 0; i < n; i++) {
                 struct rmsg *m = &b->msgs[i];
@@ -1944,12 +2066,11 @@ static osy_err_t start_batch(osy_rules_worker_t *w, char *errstr,
         /* The batch owns the records now. */
         memmove(w->queue, w->queue + n, (w->q_n - n) * sizeof(*w->queue));
         w->q_n -= n;
-        cut = n;
 
         for (size_t i = 0; i < n; i++) {
                 struct rmsg *m = &b->msgs[i];
                 decode_one(w, b, (int)i, why, sizeof(why));
-                if (w->dlq_head) {
+                if (b->dlq_head) {
                         arena_fix(b); /* n is 1: the arena is complete */
                         if ((err = add_dlq(b, m, w->dlq_reason, w->first_error,
                                            w->last_error, w->retry.attempts,
@@ -1966,16 +2087,39 @@ static osy_err_t start_batch(osy_rules_worker_t *w, char *errstr,
         }
         arena_fix(b);
         b->t_decoded = mono_ms();
-        if (!w->dlq_head) {
-                if ((err = redis_read(w, b, why, sizeof(why)))) {
+        return OSY_OK;
+fail:
+        queue_prepend(w, b, 0, b->n);
+        batch_release(b, 0);
+        return err;
+}
+
+/*
+ * P's read is answered: decide in order, produce. The outputs are then in
+ * flight; complete() finishes the batch. A look-up that must wait, or a
+ * failed read, cuts P there: the rest of P and all of X go back to the
+ * queue, undecided, so order per partition holds.
+ */
+static osy_err_t finish_batch(osy_rules_worker_t *w, char *errstr,
+                              size_t errstr_size)
+{
+        struct batch *b = batch_p(w);
+        size_t n = b->n, cut = n;
+        char why[OSY_TEXT_MAX];
+        osy_err_t err = OSY_OK;
+
+        if (!b->dlq_head) {
+                if ((err = redis_read_recv(w, b, why, sizeof(why)))) {
+                        unprepare_x(w);
                         if (err == OSY_ERR_NOMEM) {
                                 osy_err_set(err, errstr, errstr_size, "%s",
                                             why);
                                 goto fail;
                         }
                         /* Nothing decided: all back, wait, try again. */
-                        queue_prepend(w, b, 0, n);
+                        batch_giveback(w, b, 0);
                         batch_release(b, 0);
+                        w->have_p = 0;
                         atomic_store(&w->ready, 0);
                         infra_failure(w, why);
                         return OSY_OK;
@@ -1983,7 +2127,7 @@ static osy_err_t start_batch(osy_rules_worker_t *w, char *errstr,
                 atomic_store(&w->ready, 1);
         }
         b->t_read = mono_ms();
-        for (size_t i = 0; i < n && !w->dlq_head; i++) {
+        for (size_t i = 0; i < n && !b->dlq_head; i++) {
                 if (b->msgs[i].dlq)
                         continue;
                 /* Deciding takes microseconds; AC look-ups take the
@@ -2001,30 +2145,34 @@ static osy_err_t start_batch(osy_rules_worker_t *w, char *errstr,
                         cut = i;
                         break;
                 }
-                if (err)
+                if (err) {
+                        unprepare_x(w);
                         goto fail;
+                }
         }
         b->t_decided = mono_ms();
         err          = OSY_OK;
         if (cut < n) {
-                /* A look-up must wait: the rest goes back, undecided. */
-                queue_prepend(w, b, cut, n);
-                for (size_t i = cut; i < n; i++) {
-                        free_outputs(&b->msgs[i]);
-                        osy_msg_clear(&b->msgs[i].ev);
-                }
-                b->n = cut;
+                /* A look-up must wait: the rest goes back, undecided,
+                 * and X behind it. */
+                unprepare_x(w);
+                batch_giveback(w, b, cut);
         }
         if (!b->n) {
                 batch_release(b, 0);
+                w->have_p = 0;
                 return OSY_OK;
         }
         if ((err = ov_add_batch(w, b))) {
                 osy_err_set(err, errstr, errstr_size, "rules: out of memory");
                 ov_release_batch(w, b);
+                unprepare_x(w);
                 goto fail;
         }
-        w->dlq_head = 0;
+        if (b->dlq_head)
+                w->dlq_head = 0;
+        /* P is in flight now; X, if any, is next in the ring. */
+        w->have_p = 0;
         w->b_count++;
         if ((err = produce_batch(w, b, errstr, errstr_size)))
                 return err; /* fatal or invalid: the process exits */
@@ -2036,6 +2184,7 @@ fail:
          * nothing is stored past them, and report. */
         queue_prepend(w, b, 0, b->n);
         batch_release(b, 0);
+        w->have_p = 0;
         return err;
 }
 
@@ -2116,6 +2265,25 @@ static void gather(osy_rules_worker_t *w, int idle_ms)
         }
 }
 
+/* X becomes P: its read goes out (none for a dead letter alone). */
+static void send_x(osy_rules_worker_t *w)
+{
+        struct batch *b = batch_x(w); /* where P goes: there is none */
+
+        if (!w->have_x || w->have_p)
+                return;
+        w->have_x = 0;
+        w->have_p = 1;
+        if (!b->dlq_head)
+                redis_read_send(w, b);
+}
+
+/*
+ * One turn of the loop, a pipeline of three: the batch decoded now (X)
+ * overlaps Redis answering the read of the one before (P), which is
+ * then decided and produced, while the batches before it wait for their
+ * acknowledgements and writes.
+ */
 osy_err_t osy_rules_worker_step(osy_rules_worker_t *w, char *errstr,
                                 size_t errstr_size)
 {
@@ -2123,13 +2291,13 @@ osy_err_t osy_rules_worker_step(osy_rules_worker_t *w, char *errstr,
 
         if ((err =
                  osy_kafka_producer_fatal(w->producer, errstr, errstr_size)) ||
-            (err =
-                 osy_kafka_consumer_fatal(w->consumer, errstr, errstr_size)) ||
-            (err = complete(w, 0, errstr, errstr_size)))
+            (err = osy_kafka_consumer_fatal(w->consumer, errstr, errstr_size)))
                 return err;
         update_lag(w);
         if (w->blocked) {
                 int64_t now = mono_ms();
+                if ((err = complete(w, 0, errstr, errstr_size)))
+                        return err;
                 if (now < w->blocked_until) {
                         /* Serve the group (rebalances, liveness) and the
                          * batches in flight while backing off; paused
@@ -2146,11 +2314,29 @@ osy_err_t osy_rules_worker_step(osy_rules_worker_t *w, char *errstr,
                 /* Try again with what is queued; the partitions stay
                  * paused until the waiting record goes through. */
                 w->blocked = 0;
-        } else if (w->b_count < MAX_INFLIGHT) {
-                gather(w, w->b_count ? BUSY_POLL_MS : IDLE_POLL_MS);
+        } else if (w->b_count + (size_t)w->have_p < MAX_INFLIGHT) {
+                gather(w,
+                       w->b_count || w->have_p ? BUSY_POLL_MS : IDLE_POLL_MS);
         }
-        if (w->q_n && w->b_count < MAX_INFLIGHT)
-                return start_batch(w, errstr, errstr_size);
+        /* gather() may have run a rebalance: P and X are re-read then. */
+        if (w->q_n && !w->have_x &&
+            w->b_count + (size_t)w->have_p < MAX_INFLIGHT &&
+            !(w->dlq_head && w->have_p)) {
+                if ((err = decode_batch(w, batch_x(w), errstr, errstr_size)))
+                        return err;
+                w->have_x = 1;
+        }
+        if (w->have_p && (err = finish_batch(w, errstr, errstr_size)))
+                return err;
+        /* No read is unanswered here: written batches may finish. */
+        if ((err = complete(w, 0, errstr, errstr_size)))
+                return err;
+        if (w->have_x && !w->blocked) {
+                send_x(w);
+                return OSY_OK;
+        }
+        if (w->have_x) /* blocked meanwhile: X waits in the queue */
+                unprepare_x(w);
         if (w->b_count)
                 return complete(w, BUSY_POLL_MS, errstr, errstr_size);
         if (w->retry_partition >= 0 && !w->q_n)
