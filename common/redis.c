@@ -503,36 +503,15 @@ void osy_redis_replies_free(redisReply **replies, size_t n)
         }
 }
 
-osy_err_t osy_redis_pipeline_exec(osy_redis_t *r, redisReply **replies,
-                                  size_t n, char *errstr, size_t errstr_size)
+/* Read @p n replies of commands already queued (the first read writes
+ * whatever is still unsent). On failure nothing is kept and the
+ * connection is dropped. */
+static osy_err_t read_replies(osy_redis_t *r, redisReply **replies, size_t n,
+                              char *errstr, size_t errstr_size)
 {
         struct sigpipe_guard guard;
-        osy_err_t err = OSY_OK;
-        size_t got    = 0;
+        size_t got = 0;
 
-        if (!r || (n && !replies))
-                return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
-                                   "redis: bad pipeline arguments");
-        for (size_t i = 0; i < n; i++)
-                replies[i] = NULL;
-        if (r->pipe_err) {
-                err         = r->pipe_err;
-                r->pipe_err = OSY_OK;
-                return osy_err_set(err, errstr, errstr_size,
-                                   "pipeline discarded: %s", r->pipe_errstr);
-        }
-        if (n != r->pending) {
-                err = osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
-                                  "redis: pipeline exec of %zu but %zu queued",
-                                  n, r->pending);
-                pipeline_discard(r, OSY_ERR_INVALID, "");
-                r->pipe_err = OSY_OK; /* reported right here */
-                return err;
-        }
-        if (n == 0)
-                return OSY_OK;
-        /* The first redisGetReply() writes the whole buffer, then every
-         * reply is read in order: one round trip for the batch. */
         sigpipe_block(&guard);
         for (got = 0; got < n; got++) {
                 void *rep = NULL;
@@ -559,8 +538,63 @@ osy_err_t osy_redis_pipeline_exec(osy_redis_t *r, redisReply **replies,
                 osy_redis_replies_free(replies, got);
                 return io_error(r, what, errstr, errstr_size);
         }
-        r->pending = 0;
+        r->pending -= n;
         return OSY_OK;
+}
+
+/* A discarded pipeline is reported once, then forgotten. */
+static osy_err_t report_discarded(osy_redis_t *r, char *errstr,
+                                  size_t errstr_size)
+{
+        osy_err_t err = r->pipe_err;
+
+        r->pipe_err = OSY_OK;
+        return osy_err_set(err, errstr, errstr_size, "pipeline discarded: %s",
+                           r->pipe_errstr);
+}
+
+osy_err_t osy_redis_pipeline_exec(osy_redis_t *r, redisReply **replies,
+                                  size_t n, char *errstr, size_t errstr_size)
+{
+        osy_err_t err = OSY_OK;
+
+        if (!r || (n && !replies))
+                return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
+                                   "redis: bad pipeline arguments");
+        for (size_t i = 0; i < n; i++)
+                replies[i] = NULL;
+        if (r->pipe_err)
+                return report_discarded(r, errstr, errstr_size);
+        if (n != r->pending) {
+                err = osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
+                                  "redis: pipeline exec of %zu but %zu queued",
+                                  n, r->pending);
+                pipeline_discard(r, OSY_ERR_INVALID, "");
+                r->pipe_err = OSY_OK; /* reported right here */
+                return err;
+        }
+        if (n == 0)
+                return OSY_OK;
+        /* The first redisGetReply() writes the whole buffer, then every
+         * reply is read in order: one round trip for the batch. */
+        return read_replies(r, replies, n, errstr, errstr_size);
+}
+
+osy_err_t osy_redis_pipeline_recv(osy_redis_t *r, redisReply **replies,
+                                  size_t n, char *errstr, size_t errstr_size)
+{
+        if (!r || !n || !replies)
+                return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
+                                   "redis: bad pipeline arguments");
+        for (size_t i = 0; i < n; i++)
+                replies[i] = NULL;
+        if (r->pipe_err)
+                return report_discarded(r, errstr, errstr_size);
+        if (n > r->pending)
+                return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
+                                   "redis: %zu replies wanted but %zu queued",
+                                   n, r->pending);
+        return read_replies(r, replies, n, errstr, errstr_size);
 }
 
 osy_err_t osy_redis_pipeline_send(osy_redis_t *r, char *errstr,

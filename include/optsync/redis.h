@@ -144,6 +144,19 @@ osy_err_t osy_redis_pipeline_exec(osy_redis_t *r, redisReply **replies,
 osy_err_t osy_redis_pipeline_send(osy_redis_t *r, char *errstr,
                                   size_t errstr_size) OSY_MUSTCHECK;
 
+/**
+ * @brief Read the replies of the @p n oldest queued commands, leaving the
+ *        rest queued: for callers that keep several sends in flight on
+ *        one connection (osy_redis_pipeline_send() each, then one recv
+ *        per send, in order). Errors as osy_redis_pipeline_exec(); after
+ *        one, every queued command is gone with the connection.
+ * @returns OSY_OK; OSY_ERR_TRANSIENT; OSY_ERR_INVALID if fewer than @p n
+ *          are queued (nothing is read).
+ */
+osy_err_t osy_redis_pipeline_recv(osy_redis_t *r, redisReply **replies,
+                                  size_t n, char *errstr,
+                                  size_t errstr_size) OSY_MUSTCHECK;
+
 /** @brief freeReplyObject() each of the @p n slots and NULL it. */
 void osy_redis_replies_free(redisReply **replies, size_t n);
 

@@ -227,6 +227,48 @@ static void pipeline_sent_early_runs_before_exec(void **state)
         osy_redis_destroy(admin);
 }
 
+/* Two sends in flight on one connection: each recv reads the oldest
+ * replies and leaves the rest queued; asking for more than is queued is
+ * refused without reading anything. */
+static void pipeline_recv_takes_the_oldest_replies(void **state)
+{
+        char err[OSY_ERRSTR_SIZE];
+        osy_redis_t *r       = open_handle(NULL, 0, 0);
+        const char *incr[]   = {"INCR", "n"};
+        const char *echo_a[] = {"ECHO", "a"};
+        redisReply *rep[2]   = {NULL, NULL};
+
+        (void)state;
+        assert_int_equal(
+            osy_redis_pipeline_append_argv(r, 2, incr, NULL, err, sizeof(err)),
+            OSY_OK);
+        assert_int_equal(
+            osy_redis_pipeline_append_argv(r, 2, incr, NULL, err, sizeof(err)),
+            OSY_OK);
+        assert_int_equal(osy_redis_pipeline_send(r, err, sizeof(err)), OSY_OK);
+        assert_int_equal(osy_redis_pipeline_append_argv(r, 2, echo_a, NULL, err,
+                                                        sizeof(err)),
+                         OSY_OK);
+        assert_int_equal(osy_redis_pipeline_send(r, err, sizeof(err)), OSY_OK);
+        assert_int_equal(osy_redis_pipeline_pending(r), 3);
+        assert_int_equal(osy_redis_pipeline_recv(r, rep, 2, err, sizeof(err)),
+                         OSY_OK);
+        assert_int_equal(rep[0]->integer, 1);
+        assert_int_equal(rep[1]->integer, 2);
+        osy_redis_replies_free(rep, 2);
+        assert_int_equal(osy_redis_pipeline_pending(r), 1);
+        assert_int_equal(osy_redis_pipeline_recv(r, rep, 2, err, sizeof(err)),
+                         OSY_ERR_INVALID);
+        assert_null(rep[0]);
+        assert_int_equal(osy_redis_pipeline_recv(r, rep, 1, err, sizeof(err)),
+                         OSY_OK);
+        assert_string_equal(rep[0]->str, "a");
+        osy_redis_replies_free(rep, 1);
+        assert_int_equal(osy_redis_pipeline_pending(r), 0);
+        assert_int_equal(CMD(r, NULL, "PING"), OSY_OK);
+        osy_redis_destroy(r);
+}
+
 /* One failing command in a batch does not fail the batch: its error
  * reply stays in its slot for the caller to classify. */
 static void pipeline_error_reply_stays_in_its_slot(void **state)
@@ -608,6 +650,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(command_round_trip, clean),
     cmocka_unit_test_setup(pipeline_of_1000_in_one_exec, clean),
     cmocka_unit_test_setup(pipeline_sent_early_runs_before_exec, clean),
+    cmocka_unit_test_setup(pipeline_recv_takes_the_oldest_replies, clean),
     cmocka_unit_test_setup(pipeline_error_reply_stays_in_its_slot, clean),
     cmocka_unit_test_setup(pipeline_misuse_is_invalid, clean),
     cmocka_unit_test_setup(reconnects_after_server_restart, clean),

@@ -9,6 +9,7 @@
 #include "optsync/timeutil.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,6 +378,89 @@ static void dlq_truncates_big_values(void **state)
         free(val);
         osy_msg_clear(&m);
         osy_msg_clear(&d);
+}
+
+/*
+ * Decoding borrows a per-thread arena for cJSON's allocations: threads
+ * decoding at once never see each other's trees, a message too big for
+ * the arena falls back to malloc, and the arena is emptied between
+ * messages (every decode re-encodes to the very same text).
+ */
+#define MT_THREADS 4
+#define MT_ROUNDS 300
+
+struct mt_job {
+        char *texts[8];
+        size_t n;
+        int failures;
+};
+
+static void *mt_decode(void *arg)
+{
+        struct mt_job *job = arg;
+
+        for (int r = 0; r < MT_ROUNDS; r++)
+                for (size_t i = 0; i < job->n; i++) {
+                        struct osy_msg d;
+                        char err[OSY_ERRSTR_SIZE], *again = NULL;
+                        if (osy_msg_decode(job->texts[i], strlen(job->texts[i]),
+                                           &d, err, sizeof(err)) ||
+                            osy_msg_encode(&d, &again, NULL, err,
+                                           sizeof(err)) ||
+                            strcmp(again, job->texts[i]))
+                                job->failures++;
+                        free(again);
+                        osy_msg_clear(&d);
+                }
+        return NULL;
+}
+
+static void decode_on_many_threads_and_big_messages(void **state)
+{
+        struct mt_job jobs[MT_THREADS];
+        pthread_t th[MT_THREADS];
+        size_t nb  = sizeof(builders) / sizeof(*builders);
+        size_t big = OSY_DLQ_VALUE_MAX;
+        char *val  = malloc(big);
+        struct osy_msg m;
+
+        (void)state;
+        assert_non_null(val);
+        assert_true(nb + 1 <= 8);
+        memset(val, 'y', big);
+        for (int t = 0; t < MT_THREADS; t++) {
+                jobs[t].n        = 0;
+                jobs[t].failures = 0;
+                /* Each thread its own messages: a different email. */
+                for (size_t b = 0; b < nb; b++) {
+                        char email[64];
+                        builders[b](&m);
+                        snprintf(email, sizeof(email), "t%d@example.com", t);
+                        if (m.email)
+                                set(&m.email, email);
+                        jobs[t].texts[jobs[t].n++] = enc(&m);
+                        osy_msg_clear(&m);
+                }
+                /* A dead letter near the size cap: its tree does not fit
+                 * the arena. */
+                build_dlq(&m);
+                assert_int_equal(
+                    osy_msg_dlq_set_original(&m, "t", 1, 2, "k", 1, val, big),
+                    OSY_OK);
+                jobs[t].texts[jobs[t].n++] = enc(&m);
+                osy_msg_clear(&m);
+        }
+        for (int t = 0; t < MT_THREADS; t++)
+                assert_int_equal(
+                    pthread_create(&th[t], NULL, mt_decode, &jobs[t]), 0);
+        for (int t = 0; t < MT_THREADS; t++)
+                assert_int_equal(pthread_join(th[t], NULL), 0);
+        for (int t = 0; t < MT_THREADS; t++) {
+                assert_int_equal(jobs[t].failures, 0);
+                for (size_t i = 0; i < jobs[t].n; i++)
+                        free(jobs[t].texts[i]);
+        }
+        free(val);
 }
 
 static void encode_is_compact_with_fixed_key_order(void **state)
@@ -1468,6 +1552,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(roundtrip_dlq_binary_value_as_base64),
     cmocka_unit_test(roundtrip_dlq_without_person),
     cmocka_unit_test(dlq_truncates_big_values),
+    cmocka_unit_test(decode_on_many_threads_and_big_messages),
     cmocka_unit_test(encode_is_compact_with_fixed_key_order),
     cmocka_unit_test(encode_refuses_field_changed_after_finalize),
     cmocka_unit_test(encode_refuses_invalid_message),

@@ -74,6 +74,12 @@ const char osy_rules_apply_lua[] =
 #define KICK_TIMEOUT_MS 50   /* ... waiting this long for the leaders */
 #define KICK_BACKOFF_MS 1000 /* ... and not again this soon if it failed */
 #define OVERLAY_BUCKETS 4096
+/* Redis writers, each a thread with its own connection: a batch's write
+ * (about 8 ms of Redis time per 1,000 events, 17 ms on the clock) was
+ * the one serial stage of the pipeline, and the worker waited on it.
+ * Writes of different batches commute (state versions decide, dedup keys
+ * are idempotent); offsets are still stored in batch order. */
+#define WRITERS 2
 /* States per EVALSHA of the apply script: a script runs atomically, so
  * one over a whole batch (8 ms for 1,000) held up the next batch's MGET
  * on the other connection for that long; chunks let it in between. */
@@ -138,11 +144,17 @@ struct batch {
         size_t arena_len, arena_cap;
         int64_t acks_outstanding;
         int produce_attempts;
-        int writing;  /* handed to the writer thread */
+        int writing; /* handed to writer wr (its write not taken yet) */
+        int wr;
+        int written; /* the write is over: write_err says how */
+        osy_err_t write_err;
+        char write_why[OSY_TEXT_MAX];
         int dlq_head; /* the worker's dlq_head record, alone */
         /* Its MGET: 1 sent, the reply owed on the worker's connection;
          * -1 the send failed (read_why says why); 0 none needed. */
         int read_sent;
+        uint64_t read_seq;  /* its read's number (w->read_seq) */
+        uint64_t taken_seq; /* reads sent when its write was taken */
         osy_err_t read_err;
         char read_why[OSY_TEXT_MAX];
         int64_t produced_at, t_start, t_read, t_decided; /* monotonic ms */
@@ -196,22 +208,26 @@ struct osy_rules_worker_s {
         osy_redis_t *redis; /* reads (main thread) */
         osy_redis_script_t *apply;
 
-        /* The Redis writes run on a thread of their own with their own
-         * connection, so deciding the next batches overlaps the write of
-         * an acknowledged one (it took a third of the time when the loop
-         * waited for it). One write at a time, the head batch's; the
-         * batch is not touched by the main thread meanwhile. */
-        osy_redis_t *wredis;
-        pthread_t wthread;
-        int wthread_started;
+        /* The Redis writes run on threads of their own with their own
+         * connections, so deciding the next batches overlaps the writes
+         * of acknowledged ones (it took a third of the time when the loop
+         * waited for them). A batch is not touched by the main thread
+         * while a writer has it. */
+        struct rwriter {
+                osy_rules_worker_t *w;
+                osy_redis_t *conn;
+                pthread_t th;
+                int started;
+                struct batch *job; /* being written, or written, not taken */
+                int done;
+                osy_err_t err;
+                char why[OSY_TEXT_MAX];
+                long long refused;
+                int rtt;
+        } writers[WRITERS];
         pthread_mutex_t wlock;
         pthread_cond_t wcond;
-        struct batch *wjob; /* being written, or written and not taken */
-        int wdone, wstop;
-        osy_err_t werr;
-        char wwhy[OSY_TEXT_MAX];
-        long long wrefused;
-        int wrtt;
+        int wstop;
 
         /* Records polled and not yet decided, in poll order. */
         struct qitem *queue;
@@ -222,12 +238,16 @@ struct osy_rules_worker_s {
         struct batch batches[BATCH_SLOTS];
         size_t b_head, b_count;
         /* After the b_count batches in flight: P, decoded with its Redis
-         * read sent and not yet answered (read_pending), then X, decoded
+         * read sent and not yet answered, then X, decoded
          * while Redis answers P's read. The read of X is sent only once P
          * is decided (and in the overlay), and no overlay entry is taken
          * out while a read is unanswered (a write finished meanwhile may
          * have run after it: the overlay must still cover it). */
-        int have_p, have_x, read_pending;
+        int have_p, have_x;
+        /* Reads sent so far; a written batch leaves the overlay only once
+         * every read still unanswered was sent after its write was seen
+         * to be over (batch.taken_seq). */
+        uint64_t read_seq;
         struct ov_person *ovp[OVERLAY_BUCKETS];
         struct ov_id *ovi[OVERLAY_BUCKETS];
         struct ov_id *ovi_free; /* recycled entries */
@@ -891,16 +911,22 @@ osy_err_t osy_rules_worker_new(osy_rules_worker_t **wp,
             (err = osy_redis_script_new(&w->apply, osy_rules_apply_lua, errstr,
                                         errstr_size)) ||
             (err = osy_redis_connect(&w->redis, &opts->redis, errstr,
-                                     errstr_size)) ||
-            (err = osy_redis_connect(&w->wredis, &opts->redis, errstr,
                                      errstr_size)))
                 goto out;
-        if (pthread_create(&w->wthread, NULL, writer_main, w)) {
-                err = osy_err_set(OSY_ERR_NOMEM, errstr, errstr_size,
-                                  "rules: cannot start the writer thread");
-                goto out;
+        for (int k = 0; k < WRITERS; k++) {
+                struct rwriter *wr = &w->writers[k];
+                wr->w              = w;
+                if ((err = osy_redis_connect(&wr->conn, &opts->redis, errstr,
+                                             errstr_size)))
+                        goto out;
+                if (pthread_create(&wr->th, NULL, writer_main, wr)) {
+                        err = osy_err_set(OSY_ERR_NOMEM, errstr, errstr_size,
+                                          "rules: cannot start a writer "
+                                          "thread");
+                        goto out;
+                }
+                wr->started = 1;
         }
-        w->wthread_started = 1;
 
         ko.bootstrap = opts->bootstrap;
         ko.client_id = opts->client_id ? opts->client_id : "optsync-rules";
@@ -974,14 +1000,14 @@ void osy_rules_worker_destroy(osy_rules_worker_t *w)
                 return;
         osy_rules_worker_close(w, NULL, 0);
         osy_kafka_consumer_destroy(w->consumer);
-        if (w->wthread_started) {
-                /* Close drained the batches: no write is in flight. */
-                pthread_mutex_lock(&w->wlock);
-                w->wstop = 1;
-                pthread_cond_broadcast(&w->wcond);
-                pthread_mutex_unlock(&w->wlock);
-                pthread_join(w->wthread, NULL);
-        }
+        /* Close drained the batches: no write is in flight. */
+        pthread_mutex_lock(&w->wlock);
+        w->wstop = 1;
+        pthread_cond_broadcast(&w->wcond);
+        pthread_mutex_unlock(&w->wlock);
+        for (int k = 0; k < WRITERS; k++)
+                if (w->writers[k].started)
+                        pthread_join(w->writers[k].th, NULL);
         /* Anything still in flight (a close that timed out) has its
          * delivery callbacks run by the producer's destroy: the batches
          * must still exist then. */
@@ -995,7 +1021,8 @@ void osy_rules_worker_destroy(osy_rules_worker_t *w)
                 free(e);
         }
         osy_redis_destroy(w->redis);
-        osy_redis_destroy(w->wredis);
+        for (int k = 0; k < WRITERS; k++)
+                osy_redis_destroy(w->writers[k].conn);
         osy_redis_script_destroy(w->apply);
         pthread_cond_destroy(&w->wcond);
         pthread_mutex_destroy(&w->wlock);
@@ -1184,13 +1211,14 @@ static osy_err_t produce_batch(osy_rules_worker_t *w, struct batch *b,
  */
 
 /* One round trip: a single MGET of every person's state and every
- * event's dedup key (state keys first, in person order), sent here and
- * answered while the next batch is decoded (redis_read_recv() reads it).
- * Records the outcome in b->read_sent. */
+ * event's dedup key (state keys first, in person order), sent as soon as
+ * the batch is decoded and answered while the batch before it is decided
+ * (redis_read_recv() reads it; the overlay is applied then, so what that
+ * batch decides is seen). Records the outcome in b->read_sent. */
 static void redis_read_send(osy_rules_worker_t *w, struct batch *b)
 {
         const char **argv = NULL;
-        size_t argc       = 0;
+        size_t argc       = 0, owed;
         osy_err_t err;
 
         b->read_sent   = 0;
@@ -1213,19 +1241,23 @@ static void redis_read_send(osy_rules_worker_t *w, struct batch *b)
                         argv[argc++] = b->msgs[i].dkey;
         w->stats.redis_roundtrips++;
         osy_counter_inc(w->m.rtt);
+        owed = osy_redis_pipeline_pending(w->redis);
         if ((err = osy_redis_pipeline_append_argv(w->redis, (int)argc, argv,
                                                   NULL, b->read_why,
                                                   sizeof(b->read_why))) ||
             (err = osy_redis_pipeline_send(w->redis, b->read_why,
                                            sizeof(b->read_why)))) {
-                /* Nothing owed: clear what the failure left queued. */
-                if (osy_redis_pipeline_exec(w->redis, NULL, 0, NULL, 0))
+                /* Clear what the failure left queued, unless an earlier
+                 * read is owed: then its receive reports the failure
+                 * and clears it. */
+                if (!owed &&
+                    osy_redis_pipeline_exec(w->redis, NULL, 0, NULL, 0))
                         osy_log_debug("rules: discarded pipeline cleared");
                 b->read_sent = -1;
                 b->read_err  = err;
         } else {
-                b->read_sent    = 1;
-                w->read_pending = 1;
+                b->read_sent = 1;
+                b->read_seq  = ++w->read_seq;
         }
         free(argv);
 }
@@ -1245,12 +1277,11 @@ static osy_err_t redis_read_recv(osy_rules_worker_t *w, struct batch *b,
                                    b->read_why);
         if (!b->read_sent)
                 return OSY_OK;
-        b->read_sent    = 0;
-        w->read_pending = 0;
+        b->read_sent = 0;
         for (size_t i = 0; i < b->n; i++)
                 nkeys += b->msgs[i].person >= 0;
         if ((err =
-                 osy_redis_pipeline_exec(w->redis, &r, 1, errstr, errstr_size)))
+                 osy_redis_pipeline_recv(w->redis, &r, 1, errstr, errstr_size)))
                 return err;
         if ((err = osy_redis_reply_err(r, errstr, errstr_size)))
                 goto out;
@@ -1509,8 +1540,7 @@ static void infra_failure(osy_rules_worker_t *w, const char *why)
  * head, undecided and unstored, to be decided again (re-emitting the same
  * outputs: same ids, desired states). The overlay empties with them.
  */
-static int write_take(osy_rules_worker_t *w, int timeout_ms, osy_err_t *errp,
-                      char *why, size_t whysz);
+static int write_take(osy_rules_worker_t *w, struct batch *b, int timeout_ms);
 static void finish_head(osy_rules_worker_t *w);
 
 static void abandon_all(osy_rules_worker_t *w, const char *why)
@@ -1518,16 +1548,16 @@ static void abandon_all(osy_rules_worker_t *w, const char *why)
         /* P and X hold later records: they go back first, behind which
          * the batches in flight are put. */
         unprepare(w);
-        if (w->b_count && slot(w, 0)->writing) {
-                /* The writer reads the head batch: wait for it. Written,
-                 * the head is done (its outputs were acknowledged). */
-                char wwhy[OSY_TEXT_MAX];
-                osy_err_t err;
-
-                write_take(w, -1, &err, wwhy, sizeof(wwhy));
-                if (!err)
-                        finish_head(w);
-        }
+        /* Writers read their batches: wait for them. Written heads are
+         * done (their outputs were acknowledged); a later batch written
+         * behind a failed one goes back with the rest, and deciding it
+         * again finds its dedup keys: duplicates, nothing emitted twice
+         * that was not already. */
+        for (size_t k = 0; k < w->b_count; k++)
+                if (slot(w, k)->writing)
+                        write_take(w, slot(w, k), -1);
+        while (w->b_count && slot(w, 0)->written && !slot(w, 0)->write_err)
+                finish_head(w);
         if (!w->b_count)
                 return;
         osy_log_warn("rules: %zu batch(es) in flight given back: %s",
@@ -1740,11 +1770,12 @@ static void store_offsets(osy_rules_worker_t *w, struct batch *b)
 /* ---- the writer thread ------------------------------------------------------
  */
 
-/* Write one batch: state and dedup keys, retried in place (the main
- * thread goes on deciding meanwhile). */
+/* Write one batch at a time: state and dedup keys, retried in place (the
+ * main thread goes on deciding meanwhile). */
 static void *writer_main(void *arg)
 {
-        osy_rules_worker_t *w = arg;
+        struct rwriter *wr    = arg;
+        osy_rules_worker_t *w = wr->w;
 
         pthread_mutex_lock(&w->wlock);
         for (;;) {
@@ -1754,14 +1785,14 @@ static void *writer_main(void *arg)
                 int rtt                = 0;
                 osy_err_t err;
 
-                while (!w->wstop && (!w->wjob || w->wdone))
+                while (!w->wstop && (!wr->job || wr->done))
                         pthread_cond_wait(&w->wcond, &w->wlock);
                 if (w->wstop)
                         break;
-                b = w->wjob;
+                b = wr->job;
                 pthread_mutex_unlock(&w->wlock);
                 for (int attempt = 0;; attempt++) {
-                        if (!(err = redis_write(w, w->wredis, b, &refused, &rtt,
+                        if (!(err = redis_write(w, wr->conn, b, &refused, &rtt,
                                                 why, sizeof(why))))
                                 break;
                         if (err == OSY_ERR_NOMEM ||
@@ -1774,45 +1805,52 @@ static void *writer_main(void *arg)
                         }
                 }
                 pthread_mutex_lock(&w->wlock);
-                w->werr     = err;
-                w->wrefused = refused;
-                w->wrtt     = rtt;
-                memcpy(w->wwhy, why, sizeof(why));
-                w->wdone = 1;
+                wr->err     = err;
+                wr->refused = refused;
+                wr->rtt     = rtt;
+                memcpy(wr->why, why, sizeof(why));
+                wr->done = 1;
                 pthread_cond_broadcast(&w->wcond);
         }
         pthread_mutex_unlock(&w->wlock);
         return NULL;
 }
 
-static void write_start(osy_rules_worker_t *w, struct batch *b)
+/* Hand @p b to a free writer. @returns 0 when every writer is busy. */
+static int write_start(osy_rules_worker_t *w, struct batch *b)
 {
-        b->writing = 1;
-        b->t_acked = mono_ms();
+        int k;
+
         pthread_mutex_lock(&w->wlock);
-        w->wjob  = b;
-        w->wdone = 0;
-        pthread_cond_broadcast(&w->wcond);
+        for (k = 0; k < WRITERS && w->writers[k].job; k++)
+                ;
+        if (k < WRITERS) {
+                b->writing         = 1;
+                b->wr              = k;
+                b->t_acked         = mono_ms();
+                w->writers[k].job  = b;
+                w->writers[k].done = 0;
+                pthread_cond_broadcast(&w->wcond);
+        }
         pthread_mutex_unlock(&w->wlock);
+        return k < WRITERS;
 }
 
 /*
- * The result of the write in flight, once done (waiting up to
- * @p timeout_ms, -1: for good). @returns 0 while it runs, else 1 with
- * the error in *errp and the reason in @p why; the round trips are
- * counted here, on the main thread.
+ * Take @p b's write once it is over (waiting up to @p timeout_ms, -1: for
+ * good): b->written is then set and b->write_err says how it went; the
+ * round trips are counted here, on the main thread. @returns 1 when
+ * taken, 0 while the write runs.
  */
-static int write_take(osy_rules_worker_t *w, int timeout_ms, osy_err_t *errp,
-                      char *why, size_t whysz)
+static int write_take(osy_rules_worker_t *w, struct batch *b, int timeout_ms)
 {
-        struct batch *b = w->wjob;
-        long long refused;
+        struct rwriter *wr = &w->writers[b->wr];
         int done;
 
         pthread_mutex_lock(&w->wlock);
-        if (!w->wdone && timeout_ms != 0) {
+        if (!wr->done && timeout_ms != 0) {
                 if (timeout_ms < 0) {
-                        while (!w->wdone)
+                        while (!wr->done)
                                 pthread_cond_wait(&w->wcond, &w->wlock);
                 } else {
                         struct timespec ts;
@@ -1820,25 +1858,25 @@ static int write_take(osy_rules_worker_t *w, int timeout_ms, osy_err_t *errp,
                         ts.tv_nsec += (long)timeout_ms * 1000000L;
                         ts.tv_sec += ts.tv_nsec / 1000000000L;
                         ts.tv_nsec %= 1000000000L;
-                        while (!w->wdone &&
+                        while (!wr->done &&
                                pthread_cond_timedwait(&w->wcond, &w->wlock,
                                                       &ts) != ETIMEDOUT)
                                 ;
                 }
         }
-        done = w->wdone;
+        done = wr->done;
         if (done) {
-                *errp   = w->werr;
-                refused = w->wrefused;
-                snprintf(why, whysz, "%s", w->wwhy);
-                w->stats.redis_roundtrips += (uint64_t)w->wrtt;
-                osy_counter_add(w->m.rtt, (double)w->wrtt);
-                if (refused > 0)
-                        osy_counter_add(w->m.write_stale, (double)refused);
-                w->wjob  = NULL;
-                w->wdone = 0;
-                if (b)
-                        b->writing = 0;
+                b->write_err = wr->err;
+                b->taken_seq = w->read_seq;
+                memcpy(b->write_why, wr->why, sizeof(b->write_why));
+                w->stats.redis_roundtrips += (uint64_t)wr->rtt;
+                osy_counter_add(w->m.rtt, (double)wr->rtt);
+                if (wr->refused > 0)
+                        osy_counter_add(w->m.write_stale, (double)wr->refused);
+                wr->job    = NULL;
+                wr->done   = 0;
+                b->writing = 0;
+                b->written = 1;
         }
         pthread_mutex_unlock(&w->wlock);
         return done;
@@ -1888,54 +1926,39 @@ static void finish_head(osy_rules_worker_t *w)
         w->stats.batches++;
 }
 
+static int may_release(osy_rules_worker_t *w, const struct batch *b);
+
 /*
- * Serve delivery reports (waiting up to @p timeout_ms for the first), then
- * finish the batches at the head whose outputs are all acknowledged, in
- * order. @returns OSY_ERR_FATAL when the producer cannot go on.
+ * Serve delivery reports (waiting up to @p timeout_ms for the first), hand
+ * the batches whose outputs are all acknowledged to free writers (in
+ * batch order), then finish the written batches at the head, in order.
+ * @returns OSY_ERR_FATAL when the producer cannot go on.
  */
 static osy_err_t complete(osy_rules_worker_t *w, int timeout_ms, char *errstr,
                           size_t errstr_size)
 {
-        char why[OSY_TEXT_MAX];
         osy_err_t err;
 
         osy_kafka_producer_poll(w->producer, timeout_ms);
-        while (w->b_count) {
-                struct batch *b = slot(w, 0);
+        for (size_t k = 0; k < w->b_count; k++) {
+                struct batch *b = slot(w, k);
                 int failed      = 0;
 
-                if (b->writing) {
-                        /* A read on its way may have been answered before
-                         * this write ran: the overlay must keep covering
-                         * it until that read is taken in. */
-                        if (w->read_pending)
-                                return OSY_OK;
-                        if (!write_take(w, 0, &err, why, sizeof(why)))
-                                return OSY_OK; /* still writing */
-                        if (err == OSY_ERR_NOMEM)
-                                return osy_err_set(err, errstr, errstr_size,
-                                                   "%s", why);
-                        if (err) {
-                                abandon_all(w, why);
-                                return OSY_OK;
-                        }
-                        finish_head(w);
-                        if (!w->blocked && !w->b_count &&
-                            w->retry_partition >= 0)
-                                retry_done(w);
+                if (b->writing || b->written)
                         continue;
-                }
                 if (b->acks_outstanding > 0) {
                         /* Every report comes within message.timeout.ms;
                          * past it with a margin, something is wrong. */
                         if (mono_ms() - b->produced_at >
-                            w->o.produce_timeout_ms + 5000)
+                            w->o.produce_timeout_ms + 5000) {
                                 abandon_all(w, "delivery reports overdue");
-                        return OSY_OK;
+                                return OSY_OK;
+                        }
+                        break;
                 }
                 for (size_t i = 0; i < b->n; i++)
-                        for (int k = 0; k < b->msgs[i].n_out; k++)
-                                failed += b->msgs[i].out[k].state != 1;
+                        for (int o = 0; o < b->msgs[i].n_out; o++)
+                                failed += b->msgs[i].out[o].state != 1;
                 if (failed) {
                         if ((err = osy_kafka_producer_fatal(w->producer, errstr,
                                                             errstr_size)))
@@ -1945,17 +1968,36 @@ static osy_err_t complete(osy_rules_worker_t *w, int timeout_ms, char *errstr,
                                              "acknowledged, producing them "
                                              "again",
                                              failed);
-                                if ((err = produce_batch(w, b, errstr,
-                                                         errstr_size)))
-                                        return err;
-                                return OSY_OK;
+                                return produce_batch(w, b, errstr, errstr_size);
                         }
                         abandon_all(w, "outputs not acknowledged");
                         return OSY_OK;
                 }
                 /* Every output acknowledged: state and dedup keys next,
-                 * on the writer thread; later batches go on meanwhile. */
-                write_start(w, b);
+                 * on a writer thread; later batches go on meanwhile. */
+                if (!write_start(w, b))
+                        break;
+        }
+        while (w->b_count) {
+                struct batch *b = slot(w, 0);
+
+                if (!b->written && (!b->writing || !write_take(w, b, 0)))
+                        return OSY_OK; /* still acknowledging or writing */
+                if (b->write_err == OSY_ERR_NOMEM)
+                        return osy_err_set(b->write_err, errstr, errstr_size,
+                                           "%s", b->write_why);
+                if (b->write_err) {
+                        abandon_all(w, b->write_why);
+                        return OSY_OK;
+                }
+                /* A read on its way may have been answered before this
+                 * write ran: the overlay must keep covering it until that
+                 * read is taken in. */
+                if (!may_release(w, b))
+                        return OSY_OK;
+                finish_head(w);
+                if (!w->blocked && !w->b_count && w->retry_partition >= 0)
+                        retry_done(w);
         }
         return OSY_OK;
 }
@@ -1998,11 +2040,22 @@ static void batch_giveback(osy_rules_worker_t *w, struct batch *b, size_t from)
         b->n = from;
 }
 
-/* Drop X: its records back to the queue's head. */
+/* Read and drop @p b's unanswered read: the connection stays in step. */
+static void read_drop(osy_rules_worker_t *w, struct batch *b)
+{
+        char why[OSY_TEXT_MAX];
+
+        if (b->read_sent > 0 && redis_read_recv(w, b, why, sizeof(why)))
+                osy_log_debug("rules: dropped read: %s", why);
+}
+
+/* Drop X: its read (answered after P's, if P's is still owed) and its
+ * records back to the queue's head. */
 static void unprepare_x(osy_rules_worker_t *w)
 {
         if (!w->have_x)
                 return;
+        read_drop(w, batch_x(w));
         batch_giveback(w, batch_x(w), 0);
         batch_release(batch_x(w), 0);
         w->have_x = 0;
@@ -2010,22 +2063,34 @@ static void unprepare_x(osy_rules_worker_t *w)
 
 /*
  * Undo P and X (a rebalance, an abandon, close): their records go back
- * to the queue's head in order, undecided; P's unanswered read is read
- * and thrown away, so the connection is clean and, with no read
- * pending, written batches may leave the overlay.
+ * to the queue's head in order, undecided; their unanswered reads are
+ * read and thrown away, in the order sent, so the connection is clean
+ * and, with no read owed, written batches may leave the overlay.
  */
 static void unprepare(osy_rules_worker_t *w)
 {
+        if (w->have_p)
+                read_drop(w, batch_p(w));
         unprepare_x(w);
         if (!w->have_p)
                 return;
-        if (batch_p(w)->read_sent > 0) {
-                char why[OSY_TEXT_MAX];
-                redis_read_recv(w, batch_p(w), why, sizeof(why));
-        }
         batch_giveback(w, batch_p(w), 0);
         batch_release(batch_p(w), 0);
         w->have_p = 0;
+}
+
+/* 1 if written batch @p b may leave the overlay: every read still owed
+ * was sent after its write was seen to be over, so Redis ran the write
+ * first and those reads see it. */
+static int may_release(osy_rules_worker_t *w, const struct batch *b)
+{
+        uint64_t oldest = 0;
+
+        if (w->have_p && batch_p(w)->read_sent > 0)
+                oldest = batch_p(w)->read_seq;
+        else if (w->have_x && batch_x(w)->read_sent > 0)
+                oldest = batch_x(w)->read_seq;
+        return !oldest || oldest > b->taken_seq;
 }
 
 /*
@@ -2054,6 +2119,9 @@ static osy_err_t decode_batch(osy_rules_worker_t *w, struct batch *b,
         b->produce_attempts = 0;
         b->arena_len        = 0;
         b->read_sent        = 0;
+        b->writing          = 0;
+        b->written          = 0;
+        b->write_err        = OSY_OK;
         memset(b->ptable, 0xff, b->ptable_cap * sizeof(*b->ptable));
         for (size_t i = 0; i < n; i++) {
                 struct rmsg *m = &b->msgs[i];
@@ -2265,17 +2333,13 @@ static void gather(osy_rules_worker_t *w, int idle_ms)
         }
 }
 
-/* X becomes P: its read goes out (none for a dead letter alone). */
-static void send_x(osy_rules_worker_t *w)
+/* X becomes P (its read is on its way already). */
+static void promote_x(osy_rules_worker_t *w)
 {
-        struct batch *b = batch_x(w); /* where P goes: there is none */
-
         if (!w->have_x || w->have_p)
                 return;
         w->have_x = 0;
         w->have_p = 1;
-        if (!b->dlq_head)
-                redis_read_send(w, b);
 }
 
 /*
@@ -2325,6 +2389,8 @@ osy_err_t osy_rules_worker_step(osy_rules_worker_t *w, char *errstr,
                 if ((err = decode_batch(w, batch_x(w), errstr, errstr_size)))
                         return err;
                 w->have_x = 1;
+                if (!batch_x(w)->dlq_head)
+                        redis_read_send(w, batch_x(w));
         }
         if (w->have_p && (err = finish_batch(w, errstr, errstr_size)))
                 return err;
@@ -2332,7 +2398,7 @@ osy_err_t osy_rules_worker_step(osy_rules_worker_t *w, char *errstr,
         if ((err = complete(w, 0, errstr, errstr_size)))
                 return err;
         if (w->have_x && !w->blocked) {
-                send_x(w);
+                promote_x(w);
                 return OSY_OK;
         }
         if (w->have_x) /* blocked meanwhile: X waits in the queue */
