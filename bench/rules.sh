@@ -12,8 +12,33 @@
 # usage: bench/rules.sh
 # env:   BUILD_DIR (default: build-bench-rules, a release build made here),
 #        EVENTS (300000), PERSONS (50000), PARTITIONS (6), BATCH (1000),
+#        RUNS (3: whole runs, each on a fresh broker and Redis; the RESULT
+#        line has the median of each rate and the largest RSS: one shared
+#        2-core machine varies by 20% from run to run),
 #        RULES_PERF (a path: perf record the worker into it)
 set -euo pipefail
+
+runs=${RUNS:-3}
+if [ "$runs" -gt 1 ]; then
+    results=()
+    for i in $(seq 1 "$runs"); do
+        echo "bench: run $i of $runs" >&2
+        line=$(RUNS=1 "$0" "$@" | grep '^RESULT ') ||
+            { echo "bench: run $i failed" >&2; exit 1; }
+        echo "bench: $line" >&2
+        results+=("$line")
+    done
+    values() { # field: its values over the runs, ascending
+        printf '%s\n' "${results[@]}" | tr ' ' '\n' | sed -n "s/^$1=//p" |
+            sort -g
+    }
+    median() { values "$1" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+    echo "RESULT rules_events_per_s=$(median rules_events_per_s)" \
+        "ratio_vs_kcat=$(median ratio_vs_kcat)" \
+        "redis_rtt_per_event=$(median redis_rtt_per_event)" \
+        "rss_mb=$(values rss_mb | tail -1)"
+    exit 0
+fi
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$top/build-bench-rules}

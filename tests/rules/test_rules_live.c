@@ -654,6 +654,68 @@ static void duplicates_and_replays_give_one_command(void **s)
         }
 }
 
+/*
+ * The worker looks a dedup key up only when the event may be a replay: not
+ * newer than the person's known version, or the person has no state. A
+ * replay whose person's state is gone (expired, evicted) is found by its
+ * dedup key still: a duplicate, not a second R2 (and not an AC look-up).
+ */
+static void replay_after_the_state_is_gone_is_a_duplicate(void **s)
+{
+        char ids[1][OSY_ID_BUFSZ], again[OSY_ID_BUFSZ];
+        char email[64], key[OSY_RULES_KEY_BUFSZ], errstr[256];
+        const char *del[2] = {"DEL", key};
+        redisReply *reply;
+        int64_t end;
+        (void)s;
+
+        seed(13, "3", '-');
+        start_worker();
+        ac_event(13, OSY_AC_UNSUBSCRIBE, "3", 0, NULL, 0, 0, ids[0]);
+        flush_inputs();
+        wait_audits(ids, 1, WAIT_MS);
+        expect_audit(ids[0], OSY_RULE_R2, OSY_OUTCOME_APPLIED);
+        expect_sf(ids[0], OSY_RULE_R2, 1);
+        /* The state goes; the dedup key stays. Give the worker time to
+         * finish the write first: the audit goes out before it. */
+        email_of(13, email, sizeof(email));
+        assert_int_equal(
+            osy_rules_state_key(key, sizeof(key), "optsync", "acme", email),
+            OSY_OK);
+        end = osy_test_now_ms() + WAIT_MS;
+        for (;;) {
+                char st[256];
+                state_of(13, st, sizeof(st));
+                if (strstr(st, ids[0]) || osy_test_now_ms() > end)
+                        break;
+                osy_test_sleep_ms(50);
+        }
+        osy_test_sleep_ms(300);
+        assert_int_equal(osy_redis_command_argv(E.r, 2, del, NULL, &reply,
+                                                errstr, sizeof(errstr)),
+                         OSY_OK);
+        assert_int_equal(reply->integer, 1);
+        freeReplyObject(reply);
+        ac_event(13, OSY_AC_UNSUBSCRIBE, "3", 0, NULL, 0, 0, again);
+        assert_string_equal(again, ids[0]);
+        flush_inputs();
+        end = osy_test_now_ms() + WAIT_MS;
+        while (count_about(OSY_MSG_AUDIT, ids[0]) < 2 &&
+               osy_test_now_ms() < end)
+                collect(200);
+        collect(500);
+        assert_int_equal(count_about(OSY_MSG_AUDIT, ids[0]), 2);
+        assert_int_equal(count_about(OSY_MSG_SF_COMMAND, ids[0]), 1);
+        assert_int_equal(count_type(OSY_MSG_DLQ), 0);
+        {
+                size_t dups = 0;
+                for (size_t i = 0; i < E.n_got; i++)
+                        dups += E.got[i].type == OSY_MSG_AUDIT &&
+                                E.got[i].audit.outcome == OSY_OUTCOME_DUPLICATE;
+                assert_int_equal(dups, 1);
+        }
+}
+
 /* Newest first, older ones after: the older are stale, the newest state
  * stands. */
 static void out_of_order_events_keep_the_newest_state(void **s)
@@ -1122,6 +1184,8 @@ int main(int argc, char **argv)
                 duplicates_and_replays_give_one_command, setup, teardown),
             cmocka_unit_test_setup_teardown(
                 out_of_order_events_keep_the_newest_state, setup, teardown),
+            cmocka_unit_test_setup_teardown(
+                replay_after_the_state_is_gone_is_a_duplicate, setup, teardown),
             cmocka_unit_test_setup_teardown(
                 redis_outage_waits_then_decides_everything, setup, teardown),
             cmocka_unit_test_setup_teardown(sigterm_commits_and_exits_zero,

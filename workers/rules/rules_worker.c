@@ -205,7 +205,8 @@ struct osy_rules_worker_s {
         char *redis_prefix;
         osy_kafka_producer_t *producer;
         osy_kafka_consumer_t *consumer;
-        osy_redis_t *redis; /* reads (main thread) */
+        osy_redis_t *redis;  /* reads (main thread) */
+        osy_redis_t *dredis; /* dedup checks of possible replays (main) */
         osy_redis_script_t *apply;
 
         /* The Redis writes run on threads of their own with their own
@@ -911,6 +912,8 @@ osy_err_t osy_rules_worker_new(osy_rules_worker_t **wp,
             (err = osy_redis_script_new(&w->apply, osy_rules_apply_lua, errstr,
                                         errstr_size)) ||
             (err = osy_redis_connect(&w->redis, &opts->redis, errstr,
+                                     errstr_size)) ||
+            (err = osy_redis_connect(&w->dredis, &opts->redis, errstr,
                                      errstr_size)))
                 goto out;
         for (int k = 0; k < WRITERS; k++) {
@@ -1021,6 +1024,7 @@ void osy_rules_worker_destroy(osy_rules_worker_t *w)
                 free(e);
         }
         osy_redis_destroy(w->redis);
+        osy_redis_destroy(w->dredis);
         for (int k = 0; k < WRITERS; k++)
                 osy_redis_destroy(w->writers[k].conn);
         osy_redis_script_destroy(w->apply);
@@ -1210,8 +1214,7 @@ static osy_err_t produce_batch(osy_rules_worker_t *w, struct batch *b,
 /* ---- Redis ----------------------------------------------------------------
  */
 
-/* One round trip: a single MGET of every person's state and every
- * event's dedup key (state keys first, in person order), sent as soon as
+/* One round trip: a single MGET of every person's state, sent as soon as
  * the batch is decoded and answered while the batch before it is decided
  * (redis_read_recv() reads it; the overlay is applied then, so what that
  * batch decides is seen). Records the outcome in b->read_sent. */
@@ -1226,7 +1229,7 @@ static void redis_read_send(osy_rules_worker_t *w, struct batch *b)
         b->read_why[0] = '\0';
         if (!b->persons_n)
                 return;
-        if (!(argv = malloc((1 + b->persons_n + b->n) * sizeof(*argv)))) {
+        if (!(argv = malloc((1 + b->persons_n) * sizeof(*argv)))) {
                 b->read_sent = -1;
                 b->read_err =
                     osy_err_set(OSY_ERR_NOMEM, b->read_why, sizeof(b->read_why),
@@ -1236,9 +1239,6 @@ static void redis_read_send(osy_rules_worker_t *w, struct batch *b)
         argv[argc++] = "MGET";
         for (size_t p = 0; p < b->persons_n; p++)
                 argv[argc++] = b->persons[p].skey;
-        for (size_t i = 0; i < b->n; i++)
-                if (b->msgs[i].person >= 0)
-                        argv[argc++] = b->msgs[i].dkey;
         w->stats.redis_roundtrips++;
         osy_counter_inc(w->m.rtt);
         owed = osy_redis_pipeline_pending(w->redis);
@@ -1262,14 +1262,84 @@ static void redis_read_send(osy_rules_worker_t *w, struct batch *b)
         free(argv);
 }
 
+/*
+ * 1 if event @p m may have been applied before (a replay), so its dedup
+ * key must be looked up. A dedup key is set only after the event's
+ * state write, which leaves the person's version at or past the event's
+ * (the apply script keeps the newest), and states outlive dedup keys
+ * (30 days against 80 hours by default). So an event newer than the
+ * person's known version was never applied: no look-up, which halved
+ * the keys a batch reads. A person with no state (never seen, expired,
+ * evicted) is always looked up.
+ */
+static int may_be_replay(const struct rmsg *m, const struct rperson *p)
+{
+        return !p->st.version_ms || m->ev.occurred_at <= p->st.version_ms;
+}
+
+/* The dedup keys of the events of @p b that may be replays, in one MGET
+ * on their own connection (the read connection has the next batch's read
+ * on its way). Events decided by batches in flight count as seen. */
+static osy_err_t dedup_check(osy_rules_worker_t *w, struct batch *b,
+                             char *errstr, size_t errstr_size)
+{
+        const char **argv = NULL;
+        int *which        = NULL;
+        redisReply *r     = NULL;
+        size_t argc       = 0;
+        osy_err_t err     = OSY_OK;
+
+        for (size_t i = 0; i < b->n; i++) {
+                struct rmsg *m = &b->msgs[i];
+                if (m->person >= 0)
+                        m->dup_redis = ov_id_has(w, m->ev.id);
+        }
+        for (size_t i = 0; i < b->n; i++) {
+                const struct rmsg *m = &b->msgs[i];
+                if (m->person < 0 || m->dup_redis ||
+                    !may_be_replay(m, &b->persons[m->person]))
+                        continue;
+                if (!argv && (!(argv = malloc((1 + b->n) * sizeof(*argv))) ||
+                              !(which = malloc(b->n * sizeof(*which))))) {
+                        err = osy_err_set(OSY_ERR_NOMEM, errstr, errstr_size,
+                                          "rules: out of memory");
+                        goto out;
+                }
+                if (!argc)
+                        argv[argc++] = "MGET";
+                which[argc - 1] = (int)i;
+                argv[argc++]    = m->dkey;
+        }
+        if (!argc)
+                goto out;
+        w->stats.redis_roundtrips++;
+        osy_counter_inc(w->m.rtt);
+        if ((err = osy_redis_command_argv(w->dredis, (int)argc, argv, NULL, &r,
+                                          errstr, errstr_size)))
+                goto out;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != argc - 1) {
+                err = osy_err_set(OSY_ERR_TRANSIENT, errstr, errstr_size,
+                                  "rules: unexpected MGET reply");
+                goto out;
+        }
+        for (size_t k = 0; k + 1 < argc; k++)
+                b->msgs[which[k]].dup_redis =
+                    r->element[k]->type != REDIS_REPLY_NIL;
+out:
+        if (r)
+                freeReplyObject(r);
+        free(argv);
+        free(which);
+        return err;
+}
+
 /* The answer of redis_read_send(): each person's state, or the overlay's
- * for those decided by batches still in flight (not yet written), and
- * whether each event's dedup key exists. */
+ * for those decided by batches still in flight (not yet written); then
+ * whether each event that may be a replay has its dedup key. */
 static osy_err_t redis_read_recv(osy_rules_worker_t *w, struct batch *b,
                                  char *errstr, size_t errstr_size)
 {
         redisReply *r = NULL;
-        size_t nkeys  = b->persons_n;
         osy_err_t err = OSY_OK;
 
         if (b->read_sent < 0)
@@ -1278,14 +1348,12 @@ static osy_err_t redis_read_recv(osy_rules_worker_t *w, struct batch *b,
         if (!b->read_sent)
                 return OSY_OK;
         b->read_sent = 0;
-        for (size_t i = 0; i < b->n; i++)
-                nkeys += b->msgs[i].person >= 0;
         if ((err =
                  osy_redis_pipeline_recv(w->redis, &r, 1, errstr, errstr_size)))
                 return err;
         if ((err = osy_redis_reply_err(r, errstr, errstr_size)))
                 goto out;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != nkeys) {
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != b->persons_n) {
                 err = osy_err_set(OSY_ERR_TRANSIENT, errstr, errstr_size,
                                   "rules: unexpected MGET reply");
                 goto out;
@@ -1312,13 +1380,9 @@ static osy_err_t redis_read_recv(osy_rules_worker_t *w, struct batch *b,
                                      why);
                 }
         }
-        for (size_t i = 0, k = b->persons_n; i < b->n; i++) {
-                struct rmsg *m = &b->msgs[i];
-                if (m->person < 0)
-                        continue;
-                m->dup_redis = r->element[k++]->type != REDIS_REPLY_NIL ||
-                               ov_id_has(w, m->ev.id);
-        }
+        freeReplyObject(r);
+        r   = NULL;
+        err = dedup_check(w, b, errstr, errstr_size);
 out:
         if (r)
                 freeReplyObject(r);
