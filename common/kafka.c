@@ -445,10 +445,11 @@ osy_err_t osy_kafka_producer_fatal(osy_kafka_producer_t *p, char *errstr,
         return handle_fatal(p->rk, "producer", errstr, errstr_size);
 }
 
-osy_err_t osy_kafka_produce(osy_kafka_producer_t *p, const char *topic,
-                            const void *key, size_t keylen, const void *value,
-                            size_t vallen, osy_kafka_dr_cb *cb, void *opaque,
-                            char *errstr, size_t errstr_size)
+static osy_err_t produce_flags(osy_kafka_producer_t *p, const char *topic,
+                               const void *key, size_t keylen,
+                               const void *value, size_t vallen, int msgflags,
+                               osy_kafka_dr_cb *cb, void *opaque, char *errstr,
+                               size_t errstr_size)
 {
         struct dr_ticket *t;
         rd_kafka_resp_err_t rerr;
@@ -467,7 +468,7 @@ osy_err_t osy_kafka_produce(osy_kafka_producer_t *p, const char *topic,
         rerr      = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
                                       RD_KAFKA_V_KEY(key, key ? keylen : 0),
                                       RD_KAFKA_V_VALUE((void *)value, vallen),
-                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                      RD_KAFKA_V_MSGFLAGS(msgflags),
                                       RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END);
         if (rerr) {
                 free(t); /* no report will come for it */
@@ -476,6 +477,36 @@ osy_err_t osy_kafka_produce(osy_kafka_producer_t *p, const char *topic,
                                    rd_kafka_err2str(rerr));
         }
         return OSY_OK;
+}
+
+osy_err_t osy_kafka_produce(osy_kafka_producer_t *p, const char *topic,
+                            const void *key, size_t keylen, const void *value,
+                            size_t vallen, osy_kafka_dr_cb *cb, void *opaque,
+                            char *errstr, size_t errstr_size)
+{
+        return produce_flags(p, topic, key, keylen, value, vallen,
+                             RD_KAFKA_MSG_F_COPY, cb, opaque, errstr,
+                             errstr_size);
+}
+
+osy_err_t osy_kafka_produce_borrowed(osy_kafka_producer_t *p, const char *topic,
+                                     const void *key, size_t keylen,
+                                     const void *value, size_t vallen,
+                                     osy_kafka_dr_cb *cb, void *opaque,
+                                     char *errstr, size_t errstr_size)
+{
+        /* No flag: librdkafka neither copies nor frees the value. */
+        return produce_flags(p, topic, key, keylen, value, vallen, 0, cb,
+                             opaque, errstr, errstr_size);
+}
+
+void osy_kafka_producer_purge(osy_kafka_producer_t *p)
+{
+        rd_kafka_resp_err_t rerr = rd_kafka_purge(
+            p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+
+        if (rerr)
+                osy_log_warn("kafka: purge: %s", rd_kafka_err2str(rerr));
 }
 
 int osy_kafka_producer_poll(osy_kafka_producer_t *p, int timeout_ms)

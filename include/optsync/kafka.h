@@ -103,6 +103,27 @@ osy_err_t osy_kafka_produce(osy_kafka_producer_t *p, const char *topic,
                             char *errstr, size_t errstr_size) OSY_MUSTCHECK;
 
 /**
+ * @brief osy_kafka_produce() without copying the value: librdkafka sends
+ *        from @p value itself, which must stay valid and unchanged until
+ *        the message's delivery report has been served (or the producer
+ *        is destroyed). For callers that keep their outputs anyway until
+ *        they are acknowledged; the key is still copied.
+ */
+osy_err_t osy_kafka_produce_borrowed(osy_kafka_producer_t *p, const char *topic,
+                                     const void *key, size_t keylen,
+                                     const void *value, size_t vallen,
+                                     osy_kafka_dr_cb *cb, void *opaque,
+                                     char *errstr,
+                                     size_t errstr_size) OSY_MUSTCHECK;
+
+/**
+ * @brief Take back every message not yet acknowledged (queued or in
+ *        flight): each gets its delivery report with an error at the next
+ *        poll. For callers that must release buffers they lent.
+ */
+void osy_kafka_producer_purge(osy_kafka_producer_t *p);
+
+/**
  * @brief Serve delivery reports and log events, waiting up to
  *        @p timeout_ms for the first one. @returns the number served.
  */

@@ -772,6 +772,71 @@ static void redis_outage_waits_then_decides_everything(void **s)
         assert_int_equal(count_type(OSY_MSG_DLQ), 0);
 }
 
+/* Every partition of the audit topic led by @p broker (-1: none). */
+static void audit_leaders(int broker)
+{
+        for (int p = 0; p < PARTITIONS; p++) {
+                char cmd[96];
+                snprintf(cmd, sizeof(cmd), "leader optsync.audit %d %d", p,
+                         broker);
+                assert_int_equal(osy_test_kafka_control(&E.kafka, cmd, NULL, 0),
+                                 0);
+        }
+}
+
+/*
+ * Outputs whose acknowledgements time out (no leader to take them within
+ * OPTSYNC_KAFKA_PRODUCE_TIMEOUT) are produced again from the batch's own
+ * memory (lent to the producer, not copied), and once those attempts run
+ * out the batch is given back and decided again, until the broker answers
+ * in time. Every output that arrives is whole (the collector decodes
+ * each), every event ends decided, nothing is dead-lettered.
+ */
+static void outputs_timed_out_are_produced_again_whole(void **s)
+{
+        char ids[3][OSY_ID_BUFSZ], log[700], *text;
+        (void)s;
+
+        setenv("OPTSYNC_KAFKA_PRODUCE_TIMEOUT", "1s", 1);
+        start_worker();
+        unsetenv("OPTSYNC_KAFKA_PRODUCE_TIMEOUT");
+        ac_event(16, OSY_AC_BOUNCE, NULL, OSY_BOUNCE_HARD, QUAL_TAGS, 0, 0,
+                 ids[0]);
+        flush_inputs();
+        wait_audits(ids, 1, WAIT_MS);
+        /* The audit topic loses its leaders: audit records wait, then
+         * time out; the worker's inputs and commands still flow. */
+        audit_leaders(-1);
+        ac_event(17, OSY_AC_BOUNCE, NULL, OSY_BOUNCE_HARD, QUAL_TAGS, 0, 0,
+                 ids[1]);
+        ac_event(18, OSY_AC_BOUNCE, NULL, OSY_BOUNCE_HARD, QUAL_TAGS, 0, 0,
+                 ids[2]);
+        flush_inputs();
+        collect(4000);
+        audit_leaders(1);
+        wait_audits(ids, 3, WAIT_MS);
+        collect(500);
+        for (int e = 1; e < 3; e++) {
+                const struct osy_msg *c = find_wait(OSY_MSG_SF_COMMAND, ids[e]);
+                assert_non_null(c);
+                assert_int_equal(c->sf_command.rule, OSY_RULE_R3);
+                assert_int_equal(c->sf_command.has_opted_out_of_email, 1);
+                /* The broker may have kept a copy the producer gave up
+                 * on: the same command again, never another one. */
+                for (size_t i = 0; i < E.n_got; i++)
+                        if (E.got[i].type == OSY_MSG_SF_COMMAND &&
+                            !strcmp(E.got[i].sf_command.cause_event_id, ids[e]))
+                                assert_string_equal(E.got[i].id, c->id);
+        }
+        assert_int_equal(count_type(OSY_MSG_DLQ), 0);
+        /* The path under test was taken. */
+        snprintf(log, sizeof(log), "%s/rules-0.log", E.dir);
+        text = osy_test_read_file(log);
+        assert_non_null(text);
+        assert_non_null(strstr(text, "not acknowledged"));
+        free(text);
+}
+
 static void sigterm_commits_and_exits_zero(void **s)
 {
         char ids[2][OSY_ID_BUFSZ];
@@ -1190,6 +1255,8 @@ int main(int argc, char **argv)
                 redis_outage_waits_then_decides_everything, setup, teardown),
             cmocka_unit_test_setup_teardown(sigterm_commits_and_exits_zero,
                                             setup, teardown),
+            cmocka_unit_test_setup_teardown(
+                outputs_timed_out_are_produced_again_whole, setup, teardown),
             cmocka_unit_test_setup_teardown(
                 ac_lookup_fills_a_miss_once_through_503s, setup, teardown),
             cmocka_unit_test_setup_teardown(

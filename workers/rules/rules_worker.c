@@ -90,7 +90,7 @@ struct batch;
 /* One output of a message, from encode to acknowledgement. */
 struct rout {
         osy_topic_t topic;
-        char *val; /* owned JSON */
+        size_t off; /* the JSON: in the batch's output arena */
         size_t len;
         const void *key; /* borrowed: person key or the record's key */
         size_t keylen;
@@ -142,6 +142,11 @@ struct batch {
          * while decoding, never moved after (outputs point into it). */
         char *arena;
         size_t arena_len, arena_cap;
+        /* The outputs' JSON, back to back: lent to the producer (no copy)
+         * until acknowledged, and freed as a whole with the batch rather
+         * than as thousands of buffers. */
+        char *oarena;
+        size_t oarena_len, oarena_cap;
         int64_t acks_outstanding;
         int produce_attempts;
         int writing; /* handed to writer wr (its write not taken yet) */
@@ -270,6 +275,8 @@ struct osy_rules_worker_s {
         char dlq_reason[OSY_REASON_MAX];
         char last_error[OSY_TEXT_MAX];
 
+        /* Set when the worker cannot go on safely: the next step fails. */
+        char fatal_why[OSY_TEXT_MAX];
         int64_t lag_at;
         int64_t kick_at; /* last kick_fetcher() */
         double cache_hits, cache_misses;
@@ -642,10 +649,10 @@ static struct batch *slot(osy_rules_worker_t *w, size_t k)
         return &w->batches[(w->b_head + k) % BATCH_SLOTS];
 }
 
+/* Forget @p m's outputs (their bytes stay in the arena until the batch
+ * is released). */
 static void free_outputs(struct rmsg *m)
 {
-        for (int k = 0; k < m->n_out; k++)
-                free(m->out[k].val);
         m->n_out = 0;
 }
 
@@ -663,14 +670,16 @@ static void batch_release(struct batch *b, size_t done)
         }
         for (size_t p = 0; p < b->persons_n; p++)
                 osy_rules_person_clear(&b->persons[p].st);
-        b->n         = 0;
-        b->persons_n = 0;
+        b->n          = 0;
+        b->persons_n  = 0;
+        b->oarena_len = 0;
 }
 
 static void batch_free(struct batch *b)
 {
         batch_release(b, 0);
         free(b->arena);
+        free(b->oarena);
         free(b->msgs);
         free(b->persons);
         free(b->ptable);
@@ -1052,12 +1061,15 @@ static void dr_cb(void *opaque, osy_err_t err, const char *errstr,
                              osy_topic_suffix(o->topic), errstr);
 }
 
-/* Encode @p msg as an output of @p m; keeps the JSON. */
-static osy_err_t add_output(struct rmsg *m, osy_topic_t topic,
+/* Encode @p msg as an output of @p m, into @p b's output arena (moved
+ * only before the batch is produced: outputs keep offsets). */
+static osy_err_t add_output(struct batch *b, struct rmsg *m, osy_topic_t topic,
                             const struct osy_msg *msg, const void *key,
                             size_t keylen, char *errstr, size_t errstr_size)
 {
         struct rout *o;
+        char *json = NULL;
+        size_t len = 0;
         osy_err_t err;
 
         if (m->n_out >= MAX_OUT)
@@ -1065,8 +1077,26 @@ static osy_err_t add_output(struct rmsg *m, osy_topic_t topic,
                                    "rules: too many outputs");
         o = &m->out[m->n_out];
         memset(o, 0, sizeof(*o));
-        if ((err = osy_msg_encode(msg, &o->val, &o->len, errstr, errstr_size)))
+        if ((err = osy_msg_encode(msg, &json, &len, errstr, errstr_size)))
                 return err;
+        if (b->oarena_len + len > b->oarena_cap) {
+                size_t cap = b->oarena_cap ? b->oarena_cap : 256 * 1024;
+                char *na;
+                while (cap < b->oarena_len + len)
+                        cap *= 2;
+                if (!(na = realloc(b->oarena, cap))) {
+                        free(json);
+                        return osy_err_set(OSY_ERR_NOMEM, errstr, errstr_size,
+                                           "rules: out of memory");
+                }
+                b->oarena     = na;
+                b->oarena_cap = cap;
+        }
+        memcpy(b->oarena + b->oarena_len, json, len);
+        free(json);
+        o->off = b->oarena_len;
+        o->len = len;
+        b->oarena_len += len;
         o->topic  = topic;
         o->key    = key;
         o->keylen = keylen;
@@ -1123,8 +1153,8 @@ static osy_err_t add_dlq(struct batch *b, struct rmsg *m, const char *reason,
                                             r->partition, r->offset, r->key,
                                             r->key_len, r->payload, r->len)))
                 goto out;
-        if ((err = add_output(m, OSY_TOPIC_DLQ, &d, r->key, r->key_len, errstr,
-                              errstr_size)))
+        if ((err = add_output(b, m, OSY_TOPIC_DLQ, &d, r->key, r->key_len,
+                              errstr, errstr_size)))
                 goto out;
         if (m->decoded) {
                 char detail[OSY_TEXT_MAX];
@@ -1143,7 +1173,7 @@ static osy_err_t add_dlq(struct batch *b, struct rmsg *m, const char *reason,
                     (err = osy_msg_strset_trunc(&audit.audit.detail, detail,
                                                 OSY_TEXT_MAX)))
                         goto out;
-                if ((err = add_output(m, OSY_TOPIC_AUDIT, &audit, p->pkey,
+                if ((err = add_output(b, m, OSY_TOPIC_AUDIT, &audit, p->pkey,
                                       p->pkey_len, errstr, errstr_size)))
                         goto out;
         }
@@ -1168,13 +1198,13 @@ static osy_err_t add_decision_outputs(struct batch *b, struct rmsg *m,
                                            errstr_size)))
                 return err;
         if ((sf.type &&
-             (err = add_output(m, OSY_TOPIC_SF_COMMANDS, &sf, p->pkey,
+             (err = add_output(b, m, OSY_TOPIC_SF_COMMANDS, &sf, p->pkey,
                                p->pkey_len, errstr, errstr_size))) ||
             (ac.type &&
-             (err = add_output(m, OSY_TOPIC_AC_COMMANDS, &ac, p->pkey,
+             (err = add_output(b, m, OSY_TOPIC_AC_COMMANDS, &ac, p->pkey,
                                p->pkey_len, errstr, errstr_size))) ||
-            (err = add_output(m, OSY_TOPIC_AUDIT, &audit, p->pkey, p->pkey_len,
-                              errstr, errstr_size)))
+            (err = add_output(b, m, OSY_TOPIC_AUDIT, &audit, p->pkey,
+                              p->pkey_len, errstr, errstr_size)))
                 free_outputs(m);
         osy_msg_clear(&sf);
         osy_msg_clear(&ac);
@@ -1197,10 +1227,11 @@ static osy_err_t produce_batch(osy_rules_worker_t *w, struct batch *b,
                                 continue;
                         o->state = 0;
                         o->b     = b;
-                        while ((err = osy_kafka_produce(
+                        while ((err = osy_kafka_produce_borrowed(
                                     w->producer, w->topics.name[o->topic],
-                                    o->key, o->keylen, o->val, o->len, dr_cb, o,
-                                    errstr, errstr_size)) == OSY_ERR_TRANSIENT)
+                                    o->key, o->keylen, b->oarena + o->off,
+                                    o->len, dr_cb, o, errstr, errstr_size)) ==
+                               OSY_ERR_TRANSIENT)
                                 osy_kafka_producer_poll(w->producer, 10);
                         if (err)
                                 return err; /* fatal or invalid */
@@ -1607,11 +1638,39 @@ static void infra_failure(osy_rules_worker_t *w, const char *why)
 static int write_take(osy_rules_worker_t *w, struct batch *b, int timeout_ms);
 static void finish_head(osy_rules_worker_t *w);
 
+/* 1 if a batch in flight still waits for a delivery report. */
+static int reports_outstanding(const osy_rules_worker_t *w)
+{
+        for (size_t k = 0; k < w->b_count; k++)
+                if (w->batches[(w->b_head + k) % BATCH_SLOTS].acks_outstanding)
+                        return 1;
+        return 0;
+}
+
 static void abandon_all(osy_rules_worker_t *w, const char *why)
 {
         /* P and X hold later records: they go back first, behind which
          * the batches in flight are put. */
         unprepare(w);
+        /* The producer sends outputs from the batches' own memory (lent,
+         * not copied): take back what is not acknowledged and serve its
+         * reports before any batch is reused. */
+        if (reports_outstanding(w)) {
+                int64_t end = mono_ms() + 10000;
+                osy_kafka_producer_purge(w->producer);
+                while (reports_outstanding(w) && mono_ms() < end)
+                        osy_kafka_producer_poll(w->producer, 50);
+                if (reports_outstanding(w)) {
+                        /* Never seen: librdkafka reports purged messages
+                         * at the next poll. Reusing the memory would be
+                         * worse than stopping. */
+                        snprintf(w->fatal_why, sizeof(w->fatal_why),
+                                 "rules: delivery reports missing after a "
+                                 "purge (%s)",
+                                 why);
+                        return;
+                }
+        }
         /* Writers read their batches: wait for them. Written heads are
          * done (their outputs were acknowledged); a later batch written
          * behind a failed one goes back with the rest, and deciding it
@@ -2182,6 +2241,7 @@ static osy_err_t decode_batch(osy_rules_worker_t *w, struct batch *b,
         b->acks_outstanding = 0;
         b->produce_attempts = 0;
         b->arena_len        = 0;
+        b->oarena_len       = 0;
         b->read_sent        = 0;
         b->writing          = 0;
         b->written          = 0;
@@ -2417,6 +2477,9 @@ osy_err_t osy_rules_worker_step(osy_rules_worker_t *w, char *errstr,
 {
         osy_err_t err;
 
+        if (w->fatal_why[0])
+                return osy_err_set(OSY_ERR_FATAL, errstr, errstr_size, "%s",
+                                   w->fatal_why);
         if ((err =
                  osy_kafka_producer_fatal(w->producer, errstr, errstr_size)) ||
             (err = osy_kafka_consumer_fatal(w->consumer, errstr, errstr_size)))
