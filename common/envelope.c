@@ -135,6 +135,25 @@ static void arena_end(struct scratch *sc)
         }
 }
 
+/* Decimal @p v into @p buf (24 bytes), without snprintf (a call per id
+ * showed in profiles). */
+static void dec_i64(int64_t v, char buf[24])
+{
+        char tmp[24];
+        uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+        size_t t = 0, m = 0;
+
+        do {
+                tmp[t++] = (char)('0' + u % 10);
+                u /= 10;
+        } while (u);
+        if (v < 0)
+                buf[m++] = '-';
+        while (t)
+                buf[m++] = tmp[--t];
+        buf[m] = '\0';
+}
+
 /* ---- names ------------------------------------------------------------ */
 
 /*
@@ -1054,25 +1073,6 @@ out:
         return err;
 }
 
-/* Decimal @p v into @p buf (24 bytes), without snprintf (a call per id
- * showed in profiles). */
-static void dec_i64(int64_t v, char buf[24])
-{
-        char tmp[24];
-        uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-        size_t t = 0, m = 0;
-
-        do {
-                tmp[t++] = (char)('0' + u % 10);
-                u /= 10;
-        } while (u);
-        if (v < 0)
-                buf[m++] = '-';
-        while (t)
-                buf[m++] = tmp[--t];
-        buf[m] = '\0';
-}
-
 static const char *tri_str(osy_tri_t t)
 {
         return t == OSY_TRI_TRUE ? "true" : t == OSY_TRI_FALSE ? "false" : NULL;
@@ -1483,18 +1483,8 @@ static void wb_num(struct wb *w, const char *k, int64_t v)
 
         wb_key(w, k);
         if (v > -INT64_C(1000000000000000) && v < INT64_C(1000000000000000)) {
-                char tmp[24];
-                uint64_t u = v < 0 ? (uint64_t)(-v) : (uint64_t)v;
-                size_t t = 0, m = 0;
-                do {
-                        tmp[t++] = (char)('0' + u % 10);
-                        u /= 10;
-                } while (u);
-                if (v < 0)
-                        buf[m++] = '-';
-                while (t)
-                        buf[m++] = tmp[--t];
-                wb_raw(w, buf, m);
+                dec_i64(v, buf);
+                wb_raw(w, buf, strlen(buf));
                 return;
         }
         {
