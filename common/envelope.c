@@ -43,6 +43,7 @@ struct scratch {
 };
 
 static pthread_key_t scratch_key;
+static int scratch_key_ok; /* 0: no key, so no per-thread scratch */
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 static _Thread_local struct scratch *tls_scratch;
 
@@ -52,6 +53,8 @@ static void scratch_free(void *p)
 
         if (!sc)
                 return;
+        if (tls_scratch == sc)
+                tls_scratch = NULL;
         EVP_MD_CTX_free(sc->md);
         free(sc->arena);
         free(sc);
@@ -59,8 +62,7 @@ static void scratch_free(void *p)
 
 static void scratch_key_make(void)
 {
-        if (pthread_key_create(&scratch_key, scratch_free))
-                scratch_key = 0;
+        scratch_key_ok = !pthread_key_create(&scratch_key, scratch_free);
 }
 
 /* This thread's scratch, made on first use; NULL without memory. */
@@ -71,7 +73,7 @@ static struct scratch *scratch(void)
         if (sc)
                 return sc;
         pthread_once(&scratch_once, scratch_key_make);
-        if (!(sc = calloc(1, sizeof(*sc))))
+        if (!scratch_key_ok || !(sc = calloc(1, sizeof(*sc))))
                 return NULL;
         if (pthread_setspecific(scratch_key, sc)) {
                 free(sc);

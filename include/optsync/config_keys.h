@@ -160,7 +160,8 @@ OSY_CFG(RULES_STATE_TTL, "OPTSYNC_RULES_STATE_TTL", DURATION, "720h", "72h",
         "Lifetime of a person's cached state (active AC lists, tags, last "
         "applied version) after its last change; must outlast the 72 h "
         "replay window so that a replayed old event is still seen as "
-        "stale.")
+        "stale, and be at least OPTSYNC_DEDUP_TTL (the worker refuses to "
+        "start otherwise).")
 OSY_CFG(RULES_SESSION_TIMEOUT, "OPTSYNC_RULES_SESSION_TIMEOUT", DURATION, "45s",
         "1s", "5m", "rules",
         "Consumer-group session timeout of the rules worker: how soon the "

@@ -742,6 +742,34 @@ static void out_of_order_events_keep_the_newest_state(void **s)
         assert_true(st[strlen(st) - 1] == '|');
 }
 
+/* Dedup look-ups rest on states outliving dedup keys: a configuration
+ * where they would not is refused at start, with the reason. */
+static void state_ttl_below_dedup_ttl_is_refused(void **s)
+{
+        char log[700], *text;
+        int status = 0, exited = 0;
+        (void)s;
+
+        setenv("OPTSYNC_RULES_STATE_TTL", "72h", 1);
+        setenv("OPTSYNC_DEDUP_TTL", "80h", 1);
+        start_worker();
+        unsetenv("OPTSYNC_RULES_STATE_TTL");
+        unsetenv("OPTSYNC_DEDUP_TTL");
+        for (int i = 0; i < 200 && !exited; i++) {
+                exited = waitpid(E.workers[0], &status, WNOHANG) > 0;
+                if (!exited)
+                        osy_test_sleep_ms(50);
+        }
+        assert_true(exited);
+        E.workers[0] = -1;
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        snprintf(log, sizeof(log), "%s/rules-0.log", E.dir);
+        text = osy_test_read_file(log);
+        assert_non_null(text);
+        assert_non_null(strstr(text, "must be at least OPTSYNC_DEDUP_TTL"));
+        free(text);
+}
+
 /* ---- failures and shutdown
  * ------------------------------------------------------ */
 
@@ -1228,6 +1256,53 @@ static void chained_events_in_small_batches_see_the_state_before_them(void **s)
         assert_int_equal(count_type(OSY_MSG_DLQ), 0);
 }
 
+/*
+ * Two events of one person at the same millisecond are ordered by arrival
+ * only: the later must win in Redis too. With two Redis writers, a batch
+ * that shares a person with an earlier one in flight is written only
+ * after it. Each round: every person subscribes to list 5, then
+ * unsubscribes at the same millisecond (in reverse person order, so a
+ * person sits in different script chunks of the two batches); each
+ * subscription must find no active list (R1) and each unsubscription
+ * must leave none (R2).
+ */
+#define S_PERSONS 300
+#define S_ROUNDS 4
+
+static void same_millisecond_events_across_batches_keep_arrival_order(void **s)
+{
+        static char ids[2 * S_PERSONS * S_ROUNDS][OSY_ID_BUFSZ];
+        size_t n = 0;
+        (void)s;
+
+        for (int p = 0; p < S_PERSONS; p++)
+                seed(400 + p, "", '-');
+        for (int round = 0; round < S_ROUNDS; round++) {
+                for (int p = 0; p < S_PERSONS; p++)
+                        ac_event(400 + p, OSY_AC_SUBSCRIBE, "5", 0, NULL,
+                                 (int64_t)round * 1000, 0, ids[n++]);
+                for (int p = S_PERSONS - 1; p >= 0; p--)
+                        ac_event(400 + p, OSY_AC_UNSUBSCRIBE, "5", 0, NULL,
+                                 (int64_t)round * 1000, 0, ids[n++]);
+        }
+        flush_inputs();
+        setenv("OPTSYNC_RULES_BATCH_SIZE", "250", 1);
+        start_worker();
+        unsetenv("OPTSYNC_RULES_BATCH_SIZE");
+        wait_audits(ids, n, 60000);
+        for (size_t i = 0; i < n; i++) {
+                int sub = (i / S_PERSONS) % 2 == 0;
+                expect_audit(ids[i], sub ? OSY_RULE_R1 : OSY_RULE_R2,
+                             OSY_OUTCOME_APPLIED);
+        }
+        for (int p = 0; p < S_PERSONS; p++) {
+                char st[256];
+                state_of(400 + p, st, sizeof(st));
+                if (st[strlen(st) - 1] != '|')
+                        fail_msg("person %d: state '%s'", p, st);
+        }
+}
+
 int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
@@ -1252,6 +1327,8 @@ int main(int argc, char **argv)
             cmocka_unit_test_setup_teardown(
                 replay_after_the_state_is_gone_is_a_duplicate, setup, teardown),
             cmocka_unit_test_setup_teardown(
+                state_ttl_below_dedup_ttl_is_refused, setup, teardown),
+            cmocka_unit_test_setup_teardown(
                 redis_outage_waits_then_decides_everything, setup, teardown),
             cmocka_unit_test_setup_teardown(sigterm_commits_and_exits_zero,
                                             setup, teardown),
@@ -1268,6 +1345,9 @@ int main(int argc, char **argv)
                 teardown),
             cmocka_unit_test_setup_teardown(
                 chained_events_in_small_batches_see_the_state_before_them,
+                setup, teardown),
+            cmocka_unit_test_setup_teardown(
+                same_millisecond_events_across_batches_keep_arrival_order,
                 setup, teardown),
         };
         if (argc > 1)

@@ -181,9 +181,17 @@ int main(int argc, char **argv)
         wo.consumer_extra = cextra;
         wo.produce_timeout_ms =
             (int)osy_config_ms(cfg, OSY_CFG_KAFKA_PRODUCE_TIMEOUT);
-        wo.redis_prefix  = osy_config_str(cfg, OSY_CFG_REDIS_KEY_PREFIX);
-        wo.dedup_ttl_ms  = osy_config_ms(cfg, OSY_CFG_DEDUP_TTL);
-        wo.state_ttl_ms  = osy_config_ms(cfg, OSY_CFG_RULES_STATE_TTL);
+        wo.redis_prefix = osy_config_str(cfg, OSY_CFG_REDIS_KEY_PREFIX);
+        wo.dedup_ttl_ms = osy_config_ms(cfg, OSY_CFG_DEDUP_TTL);
+        wo.state_ttl_ms = osy_config_ms(cfg, OSY_CFG_RULES_STATE_TTL);
+        /* Dedup keys are looked up only for events not newer than the
+         * person's state, which is sound only while states outlive them. */
+        if (wo.state_ttl_ms < wo.dedup_ttl_ms) {
+                osy_log_error("rules: OPTSYNC_RULES_STATE_TTL must be at "
+                              "least OPTSYNC_DEDUP_TTL (a replay must still "
+                              "find its person's version)");
+                goto out;
+        }
         wo.batch_size    = (int)osy_config_int(cfg, OSY_CFG_RULES_BATCH_SIZE);
         wo.batch_wait_ms = (int)osy_config_ms(cfg, OSY_CFG_RULES_BATCH_WAIT);
         wo.sync_all_contacts  = osy_config_bool(cfg, OSY_CFG_SYNC_ALL_CONTACTS);

@@ -80,6 +80,8 @@ const char osy_rules_apply_lua[] =
  * Writes of different batches commute (state versions decide, dedup keys
  * are idempotent); offsets are still stored in batch order. */
 #define WRITERS 2
+/* Arenas of a batch slot larger than this are freed after use. */
+#define ARENA_KEEP_MAX (4u << 20)
 /* States per EVALSHA of the apply script: a script runs atomically, so
  * one over a whole batch (8 ms for 1,000) held up the next batch's MGET
  * on the other connection for that long; chunks let it in between. */
@@ -155,6 +157,9 @@ struct batch {
         osy_err_t write_err;
         char write_why[OSY_TEXT_MAX];
         int dlq_head; /* the worker's dlq_head record, alone */
+        /* It changed a person an earlier batch in flight changed too: its
+         * write waits for theirs (see complete()). */
+        int shares_persons;
         /* Its MGET: 1 sent, the reply owed on the worker's connection;
          * -1 the send failed (read_why says why); 0 none needed. */
         int read_sent;
@@ -244,11 +249,10 @@ struct osy_rules_worker_s {
         struct batch batches[BATCH_SLOTS];
         size_t b_head, b_count;
         /* After the b_count batches in flight: P, decoded with its Redis
-         * read sent and not yet answered, then X, decoded
-         * while Redis answers P's read. The read of X is sent only once P
-         * is decided (and in the overlay), and no overlay entry is taken
-         * out while a read is unanswered (a write finished meanwhile may
-         * have run after it: the overlay must still cover it). */
+         * read sent and not yet answered, then X, decoded (its read sent
+         * too) while Redis answers P's. The overlay is applied when a
+         * reply is taken in, so X sees what P decides; written batches
+         * leave the overlay as may_release() allows. */
         int have_p, have_x;
         /* Reads sent so far; a written batch leaves the overlay only once
          * every read still unanswered was sent after its write was seen
@@ -630,11 +634,17 @@ static void ov_release_batch(osy_rules_worker_t *w, struct batch *b)
 
 static osy_err_t ov_add_batch(osy_rules_worker_t *w, struct batch *b)
 {
-        for (size_t p = 0; p < b->persons_n; p++)
-                if (b->persons[p].changed &&
-                    ov_person_put(w, b->persons[p].pkey, b->persons[p].pkey_len,
+        b->shares_persons = 0;
+        for (size_t p = 0; p < b->persons_n; p++) {
+                if (!b->persons[p].changed)
+                        continue;
+                if (ov_person_find(w, b->persons[p].pkey,
+                                   b->persons[p].pkey_len))
+                        b->shares_persons = 1;
+                if (ov_person_put(w, b->persons[p].pkey, b->persons[p].pkey_len,
                                   &b->persons[p].st))
                         return OSY_ERR_NOMEM;
+        }
         for (size_t i = 0; i < b->n; i++)
                 if (b->msgs[i].set_dedup && ov_id_add(w, b->msgs[i].ev.id))
                         return OSY_ERR_NOMEM;
@@ -673,6 +683,17 @@ static void batch_release(struct batch *b, size_t done)
         b->n          = 0;
         b->persons_n  = 0;
         b->oarena_len = 0;
+        /* A burst of big dead letters must not pin its memory for good. */
+        if (b->oarena_cap > ARENA_KEEP_MAX) {
+                free(b->oarena);
+                b->oarena     = NULL;
+                b->oarena_cap = 0;
+        }
+        if (b->arena_cap > ARENA_KEEP_MAX) {
+                free(b->arena);
+                b->arena     = NULL;
+                b->arena_cap = 0;
+        }
 }
 
 static void batch_free(struct batch *b)
@@ -2051,6 +2072,15 @@ static void finish_head(osy_rules_worker_t *w)
 
 static int may_release(osy_rules_worker_t *w, const struct batch *b);
 
+/* 1 if every batch in flight before the @p k-th was written successfully. */
+static int earlier_written(osy_rules_worker_t *w, size_t k)
+{
+        for (size_t j = 0; j < k; j++)
+                if (!slot(w, j)->written || slot(w, j)->write_err)
+                        return 0;
+        return 1;
+}
+
 /*
  * Serve delivery reports (waiting up to @p timeout_ms for the first), hand
  * the batches whose outputs are all acknowledged to free writers (in
@@ -2067,6 +2097,10 @@ static osy_err_t complete(osy_rules_worker_t *w, int timeout_ms, char *errstr,
                 struct batch *b = slot(w, k);
                 int failed      = 0;
 
+                /* A finished write frees its writer at once, whether or
+                 * not its batch is the head. */
+                if (b->writing)
+                        write_take(w, b, 0);
                 if (b->writing || b->written)
                         continue;
                 if (b->acks_outstanding > 0) {
@@ -2097,7 +2131,16 @@ static osy_err_t complete(osy_rules_worker_t *w, int timeout_ms, char *errstr,
                         return OSY_OK;
                 }
                 /* Every output acknowledged: state and dedup keys next,
-                 * on a writer thread; later batches go on meanwhile. */
+                 * on a writer thread; later batches go on meanwhile.
+                 * Writes of batches with no person in common commute
+                 * (versions decide, dedup keys are idempotent), but two
+                 * events of one person at the same millisecond are
+                 * ordered only by arrival: the apply script keeps
+                 * whichever was written last. So a batch that shares a
+                 * person with an earlier one in flight is written only
+                 * after every earlier batch was written. */
+                if (b->shares_persons && !earlier_written(w, k))
+                        break;
                 if (!write_start(w, b))
                         break;
         }
@@ -2119,7 +2162,9 @@ static osy_err_t complete(osy_rules_worker_t *w, int timeout_ms, char *errstr,
                 if (!may_release(w, b))
                         return OSY_OK;
                 finish_head(w);
-                if (!w->blocked && !w->b_count && w->retry_partition >= 0)
+                /* (the retried record may sit in P or X, undecided) */
+                if (!w->blocked && !w->b_count && !w->have_p && !w->have_x &&
+                    w->retry_partition >= 0)
                         retry_done(w);
         }
         return OSY_OK;
@@ -2167,9 +2212,15 @@ static void batch_giveback(osy_rules_worker_t *w, struct batch *b, size_t from)
 static void read_drop(osy_rules_worker_t *w, struct batch *b)
 {
         char why[OSY_TEXT_MAX];
+        redisReply *r = NULL;
 
-        if (b->read_sent > 0 && redis_read_recv(w, b, why, sizeof(why)))
+        if (b->read_sent <= 0)
+                return;
+        b->read_sent = 0;
+        if (osy_redis_pipeline_recv(w->redis, &r, 1, why, sizeof(why)))
                 osy_log_debug("rules: dropped read: %s", why);
+        if (r)
+                freeReplyObject(r);
 }
 
 /* Drop X: its read (answered after P's, if P's is still owed) and its
@@ -2216,6 +2267,15 @@ static int may_release(osy_rules_worker_t *w, const struct batch *b)
         return !oldest || oldest > b->taken_seq;
 }
 
+/* 1 if @p rkm is the record the retry state follows. */
+static int is_retry_head(const osy_rules_worker_t *w,
+                         const rd_kafka_message_t *rkm)
+{
+        return w->retry_partition == rkm->partition &&
+               w->retry_offset == rkm->offset &&
+               !strcmp(w->retry_topic, rd_kafka_topic_name(rkm->rkt));
+}
+
 /*
  * Take up to batch_size queued records into @p b and decode them (the
  * worker's dlq_head record alone, dead-lettered). @returns OSY_OK;
@@ -2229,6 +2289,11 @@ static osy_err_t decode_batch(osy_rules_worker_t *w, struct batch *b,
         char why[OSY_TEXT_MAX];
         osy_err_t err = OSY_OK;
 
+        /* The record whose retries ran out must still be the head: a
+         * rebalance may have dropped it, or an abandon put earlier records
+         * in front of it. Otherwise nothing is dead-lettered now. */
+        if (w->dlq_head && !is_retry_head(w, w->queue[0].rkm))
+                w->dlq_head = 0;
         b->dlq_head = w->dlq_head;
         if (b->dlq_head)
                 n = 1; /* its retries ran out: dead-letter it alone */
@@ -2521,7 +2586,7 @@ osy_err_t osy_rules_worker_step(osy_rules_worker_t *w, char *errstr,
         }
         if (w->have_p && (err = finish_batch(w, errstr, errstr_size)))
                 return err;
-        /* No read is unanswered here: written batches may finish. */
+        /* Written batches finish as may_release() allows. */
         if ((err = complete(w, 0, errstr, errstr_size)))
                 return err;
         if (w->have_x && !w->blocked) {
