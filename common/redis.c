@@ -553,11 +553,11 @@ static osy_err_t report_discarded(osy_redis_t *r, char *errstr,
                            r->pipe_errstr);
 }
 
-osy_err_t osy_redis_pipeline_exec(osy_redis_t *r, redisReply **replies,
-                                  size_t n, char *errstr, size_t errstr_size)
+/* What exec and recv check first: the arguments (the slots are emptied),
+ * then a discarded pipeline, reported once. */
+static osy_err_t read_begin(osy_redis_t *r, redisReply **replies, size_t n,
+                            char *errstr, size_t errstr_size)
 {
-        osy_err_t err = OSY_OK;
-
         if (!r || (n && !replies))
                 return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
                                    "redis: bad pipeline arguments");
@@ -565,6 +565,16 @@ osy_err_t osy_redis_pipeline_exec(osy_redis_t *r, redisReply **replies,
                 replies[i] = NULL;
         if (r->pipe_err)
                 return report_discarded(r, errstr, errstr_size);
+        return OSY_OK;
+}
+
+osy_err_t osy_redis_pipeline_exec(osy_redis_t *r, redisReply **replies,
+                                  size_t n, char *errstr, size_t errstr_size)
+{
+        osy_err_t err = read_begin(r, replies, n, errstr, errstr_size);
+
+        if (err)
+                return err;
         if (n != r->pending) {
                 err = osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
                                   "redis: pipeline exec of %zu but %zu queued",
@@ -583,13 +593,13 @@ osy_err_t osy_redis_pipeline_exec(osy_redis_t *r, redisReply **replies,
 osy_err_t osy_redis_pipeline_recv(osy_redis_t *r, redisReply **replies,
                                   size_t n, char *errstr, size_t errstr_size)
 {
-        if (!r || !n || !replies)
+        osy_err_t err;
+
+        if (!n)
                 return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
                                    "redis: bad pipeline arguments");
-        for (size_t i = 0; i < n; i++)
-                replies[i] = NULL;
-        if (r->pipe_err)
-                return report_discarded(r, errstr, errstr_size);
+        if ((err = read_begin(r, replies, n, errstr, errstr_size)))
+                return err;
         if (n > r->pending)
                 return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
                                    "redis: %zu replies wanted but %zu queued",
