@@ -1581,6 +1581,15 @@ out:
 /* ---- retries --------------------------------------------------------------
  */
 
+/* 1 if @p rkm is the record the retry state follows. */
+static int is_retry_head(const osy_rules_worker_t *w,
+                         const rd_kafka_message_t *rkm)
+{
+        return w->retry_partition == rkm->partition &&
+               w->retry_offset == rkm->offset &&
+               !strcmp(w->retry_topic, rd_kafka_topic_name(rkm->rkt));
+}
+
 /*
  * A transient failure at record @p head (the first undecided one). The
  * retry state follows that record (by position), so its attempts and age
@@ -1597,9 +1606,7 @@ static osy_retry_verdict_t backoff(osy_rules_worker_t *w,
         int64_t now = mono_ms(), delay = 0;
         osy_retry_verdict_t v;
 
-        if (strcmp(w->retry_topic, topic) ||
-            w->retry_partition != head->partition ||
-            w->retry_offset != head->offset) {
+        if (!is_retry_head(w, head)) {
                 memset(&w->retry, 0, sizeof(w->retry));
                 snprintf(w->retry_topic, sizeof(w->retry_topic), "%s", topic);
                 w->retry_partition = head->partition;
@@ -2268,15 +2275,6 @@ static int may_release(osy_rules_worker_t *w, const struct batch *b)
         else if (w->have_x && batch_x(w)->read_sent > 0)
                 oldest = batch_x(w)->read_seq;
         return !oldest || oldest > b->taken_seq;
-}
-
-/* 1 if @p rkm is the record the retry state follows. */
-static int is_retry_head(const osy_rules_worker_t *w,
-                         const rd_kafka_message_t *rkm)
-{
-        return w->retry_partition == rkm->partition &&
-               w->retry_offset == rkm->offset &&
-               !strcmp(w->retry_topic, rd_kafka_topic_name(rkm->rkt));
 }
 
 /*
