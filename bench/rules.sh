@@ -178,7 +178,7 @@ metric() { # value of one unlabelled metric, 0 if absent
     curl -s "http://127.0.0.1:$admin/metrics" |
         awk -v m="$1" '$1 == m { printf "%.0f\n", $2; f = 1 } END { if (!f) print 0 }'
 }
-# Outputs acknowledged; state, dedup keys and offsets follow within a batch.
+# Outputs acknowledged; state, dedup entries and offsets follow within a batch.
 for _ in $(seq 1 600); do
     [ "$(metric optsync_rules_events_total)" -ge "$events" ] && break
     kill -0 "$rpid" 2>/dev/null || { echo "bench: rules died" >&2; exit 1; }

@@ -994,7 +994,7 @@ osy_err_t osy_msg_validate(const struct osy_msg *m, char *errstr,
 /*
  * Ids are computed, never assigned: the same occurrence seen twice (a
  * duplicate webhook, a CDC replay, a re-decided event) gets the same id,
- * which is what the rules' Redis dedup keys on.
+ * which is what the rules' Redis dedup entries key on.
  */
 
 /* SHA-256 fetched once: EVP_sha256() in a DigestInit makes OpenSSL 3

@@ -186,7 +186,7 @@ static const char *const consumer_defaults[] = {
      * auto-committer then commits what was stored, every second, on
      * revoke and on close. A crash can only lose the last second of
      * *commits*, which means redelivery (duplicates, suppressed by the
-     * Redis dedup keys), never a skipped message. Manual commits would
+     * Redis dedup entries), never a skipped message. Manual commits would
      * add a broker round trip per batch for no extra safety.
      */
     "enable.auto.commit", "true", "enable.auto.offset.store", "false",

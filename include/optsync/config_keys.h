@@ -91,8 +91,9 @@ OSY_CFG(REDIS_COMMAND_TIMEOUT, "OPTSYNC_REDIS_COMMAND_TIMEOUT", DURATION, "1s",
         "10ms", "1m", "sf-ingest, rules, sf-writer, ac-writer",
         "Timeout of one Redis command (or pipeline) round trip.")
 OSY_CFG(DEDUP_TTL, "OPTSYNC_DEDUP_TTL", DURATION, "80h", "72h", "720h", "rules",
-        "Lifetime of the per-event dedup key; must outlast Salesforce CDC's "
-        "72 h replay window so that a replayed event is still recognised.")
+        "Least lifetime of an event's dedup entry; must outlast Salesforce "
+        "CDC's 72 h replay window so that a replayed event is still "
+        "recognised.")
 
 /* ---- HTTP (AC, SF, webhooks) -------------------------------------------- */
 OSY_CFG(HTTP_CONNECT_TIMEOUT, "OPTSYNC_HTTP_CONNECT_TIMEOUT", DURATION, "5s",

@@ -1149,7 +1149,7 @@ static void state_lists_are_a_sorted_set(void **s)
         osy_rules_person_clear(&p);
 }
 
-static void state_keys_share_person_hash_tag(void **s)
+static void state_key_per_person_and_seen_hash_per_second(void **s)
 {
         char k1[OSY_RULES_KEY_BUFSZ], k2[OSY_RULES_KEY_BUFSZ];
         (void)s;
@@ -1158,10 +1158,23 @@ static void state_keys_share_person_hash_tag(void **s)
                                              "jane@example.com"),
                          OSY_OK);
         assert_string_equal(k1, "optsync:rules:p:{acme|jane@example.com}");
-        assert_int_equal(osy_rules_dedup_key(k2, sizeof(k2), "optsync", "acme",
-                                             "jane@example.com", "ab12"),
+        /* Events are remembered per second of occurrence: every
+         * millisecond of one second shares a hash, the next one does not. */
+        assert_int_equal(osy_rules_seen_key(k2, sizeof(k2), "optsync",
+                                            INT64_C(1767225600000)),
                          OSY_OK);
-        assert_string_equal(k2, "optsync:rules:d:{acme|jane@example.com}:ab12");
+        assert_string_equal(k2, "optsync:rules:seen:1767225600");
+        assert_int_equal(osy_rules_seen_key(k2, sizeof(k2), "optsync",
+                                            INT64_C(1767225600999)),
+                         OSY_OK);
+        assert_string_equal(k2, "optsync:rules:seen:1767225600");
+        assert_int_equal(osy_rules_seen_key(k2, sizeof(k2), "optsync",
+                                            INT64_C(1767225601000)),
+                         OSY_OK);
+        assert_string_equal(k2, "optsync:rules:seen:1767225601");
+        assert_int_equal(
+            osy_rules_seen_key(k2, 20, "optsync", INT64_C(1767225601000)),
+            OSY_ERR_TOO_LARGE);
         assert_int_equal(
             osy_rules_state_key(k1, 10, "optsync", "acme", "jane@example.com"),
             OSY_ERR_TOO_LARGE);
@@ -1255,7 +1268,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(state_roundtrip),
             cmocka_unit_test(state_decode_refuses_garbage),
             cmocka_unit_test(state_lists_are_a_sorted_set),
-            cmocka_unit_test(state_keys_share_person_hash_tag),
+            cmocka_unit_test(state_key_per_person_and_seen_hash_per_second),
             cmocka_unit_test(tag_bits_match_the_five_tags),
         };
         if (argc > 1)

@@ -655,10 +655,10 @@ static void duplicates_and_replays_give_one_command(void **s)
 }
 
 /*
- * The worker looks a dedup key up only when the event may be a replay: not
+ * The worker looks a dedup entry up only when the event may be a replay: not
  * newer than the person's known version, or the person has no state. A
  * replay whose person's state is gone (expired, evicted) is found by its
- * dedup key still: a duplicate, not a second R2 (and not an AC look-up).
+ * dedup entry still: a duplicate, not a second R2 (and not an AC look-up).
  */
 static void replay_after_the_state_is_gone_is_a_duplicate(void **s)
 {
@@ -676,7 +676,7 @@ static void replay_after_the_state_is_gone_is_a_duplicate(void **s)
         wait_audits(ids, 1, WAIT_MS);
         expect_audit(ids[0], OSY_RULE_R2, OSY_OUTCOME_APPLIED);
         expect_sf(ids[0], OSY_RULE_R2, 1);
-        /* The state goes; the dedup key stays. Give the worker time to
+        /* The state goes; the dedup entry stays. Give the worker time to
          * finish the write first: the audit goes out before it. */
         email_of(13, email, sizeof(email));
         assert_int_equal(
@@ -716,6 +716,75 @@ static void replay_after_the_state_is_gone_is_a_duplicate(void **s)
         }
 }
 
+/*
+ * Events decided are remembered in one hash per second of occurrence,
+ * field = event id, and each write renews the hash's TTL to
+ * OPTSYNC_DEDUP_TTL: two events of one second share a hash, a third one
+ * second later has its own, and no hash is left without a TTL (it would
+ * never go).
+ */
+static void
+events_decided_are_remembered_per_second_with_the_dedup_ttl(void **s)
+{
+        static const int64_t at[3] = {100, 900, 1100};
+        char ids[3][OSY_ID_BUFSZ], key[OSY_RULES_KEY_BUFSZ], errstr[256];
+        const char *hlen[2] = {"HLEN", key}, *pttl[2] = {"PTTL", key};
+        const char *hexists[3] = {"HEXISTS", key, NULL};
+        const int64_t ttl_ms   = INT64_C(90) * 3600 * 1000;
+        redisReply *reply;
+        (void)s;
+
+        seed(14, "1", '-');
+        setenv("OPTSYNC_DEDUP_TTL", "90h", 1);
+        start_worker();
+        unsetenv("OPTSYNC_DEDUP_TTL");
+        ac_event(14, OSY_AC_SUBSCRIBE, "2", 0, NULL, at[0], 0, ids[0]);
+        ac_event(14, OSY_AC_SUBSCRIBE, "3", 0, NULL, at[1], 0, ids[1]);
+        ac_event(14, OSY_AC_UNSUBSCRIBE, "2", 0, NULL, at[2], 0, ids[2]);
+        flush_inputs();
+        wait_audits(ids, 3, WAIT_MS);
+        /* The audit goes out before the write: wait for the last hash. */
+        assert_int_equal(
+            osy_rules_seen_key(key, sizeof(key), "optsync", T0 + at[2]),
+            OSY_OK);
+        for (int64_t end = osy_test_now_ms() + WAIT_MS;;) {
+                assert_int_equal(osy_redis_command_argv(E.r, 2, hlen, NULL,
+                                                        &reply, errstr,
+                                                        sizeof(errstr)),
+                                 OSY_OK);
+                long long n = reply->integer;
+                freeReplyObject(reply);
+                if (n > 0 || osy_test_now_ms() > end)
+                        break;
+                osy_test_sleep_ms(50);
+        }
+        for (int i = 0; i < 3; i++) {
+                assert_int_equal(
+                    osy_rules_seen_key(key, sizeof(key), "optsync", T0 + at[i]),
+                    OSY_OK);
+                hexists[2] = ids[i];
+                assert_int_equal(osy_redis_command_argv(E.r, 3, hexists, NULL,
+                                                        &reply, errstr,
+                                                        sizeof(errstr)),
+                                 OSY_OK);
+                assert_int_equal(reply->integer, 1);
+                freeReplyObject(reply);
+                assert_int_equal(osy_redis_command_argv(E.r, 2, hlen, NULL,
+                                                        &reply, errstr,
+                                                        sizeof(errstr)),
+                                 OSY_OK);
+                assert_int_equal(reply->integer, i < 2 ? 2 : 1);
+                freeReplyObject(reply);
+                assert_int_equal(osy_redis_command_argv(E.r, 2, pttl, NULL,
+                                                        &reply, errstr,
+                                                        sizeof(errstr)),
+                                 OSY_OK);
+                assert_true(reply->integer > ttl_ms - 60 * 1000);
+                assert_true(reply->integer <= ttl_ms);
+                freeReplyObject(reply);
+        }
+}
+
 /* Newest first, older ones after: the older are stale, the newest state
  * stands. */
 static void out_of_order_events_keep_the_newest_state(void **s)
@@ -742,7 +811,7 @@ static void out_of_order_events_keep_the_newest_state(void **s)
         assert_true(st[strlen(st) - 1] == '|');
 }
 
-/* Dedup look-ups rest on states outliving dedup keys: a configuration
+/* Dedup look-ups rest on states outliving dedup entries: a configuration
  * where they would not is refused at start, with the reason. */
 static void state_ttl_below_dedup_ttl_is_refused(void **s)
 {
@@ -1328,6 +1397,9 @@ int main(int argc, char **argv)
                 replay_after_the_state_is_gone_is_a_duplicate, setup, teardown),
             cmocka_unit_test_setup_teardown(
                 state_ttl_below_dedup_ttl_is_refused, setup, teardown),
+            cmocka_unit_test_setup_teardown(
+                events_decided_are_remembered_per_second_with_the_dedup_ttl,
+                setup, teardown),
             cmocka_unit_test_setup_teardown(
                 redis_outage_waits_then_decides_everything, setup, teardown),
             cmocka_unit_test_setup_teardown(sigterm_commits_and_exits_zero,

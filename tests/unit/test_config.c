@@ -147,7 +147,7 @@ static void dedup_ttl_outlasts_cdc_replay_window(void **state)
         char *env[]       = {NULL};
         osy_config_t *cfg = load_ok(env);
         (void)state;
-        /* SF CDC replays 72 h: a shorter dedup key would reprocess. */
+        /* SF CDC replays 72 h: a shorter dedup entry would reprocess. */
         assert_true(osy_config_ms(cfg, OSY_CFG_DEDUP_TTL) > 72LL * 3600000);
         expect_error("OPTSYNC_DEDUP_TTL=71h",
                      "OPTSYNC_DEDUP_TTL: '71h' is below the minimum 72h");

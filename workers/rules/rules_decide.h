@@ -78,7 +78,7 @@ struct osy_rules_decision {
  *                  are the version).
  * @param prev      the person's state before the event (zeroed: unknown).
  * @param lk        the AC look-up for this event, or NULL.
- * @param duplicate 1 if the event's dedup key exists (seen and done).
+ * @param duplicate 1 if the event's dedup entry exists (seen and done).
  * @param out       cleared, then filled; the caller clears it.
  * @returns OSY_OK; OSY_ERR_INVALID if @p ev is not an event;
  *          OSY_ERR_NOMEM.

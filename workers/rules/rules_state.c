@@ -321,15 +321,14 @@ bad:
                            "person state: malformed");
 }
 
-/* "<prefix>:rules:<kind>:{<tenant>|<email>}[:<id>]" by copying: these run
- * for every event, and snprintf's format parsing shows in profiles. */
+/* "<prefix>:rules:<kind>:{<tenant>|<email>}" by copying: these run for
+ * every event, and snprintf's format parsing shows in profiles. */
 static osy_err_t make_key(char *buf, size_t size, const char *prefix,
                           const char *kind, const char *tenant,
-                          const char *email, const char *id)
+                          const char *email)
 {
-        const char *parts[] = {prefix,        ":rules:",   kind,  ":{",
-                               tenant,        "|",         email, "}",
-                               id ? ":" : "", id ? id : ""};
+        const char *parts[] = {prefix, ":rules:", kind,  ":{",
+                               tenant, "|",       email, "}"};
         size_t len          = 0;
 
         for (size_t i = 0; i < sizeof(parts) / sizeof(*parts); i++) {
@@ -346,12 +345,14 @@ static osy_err_t make_key(char *buf, size_t size, const char *prefix,
 osy_err_t osy_rules_state_key(char *buf, size_t size, const char *prefix,
                               const char *tenant, const char *email)
 {
-        return make_key(buf, size, prefix, "p", tenant, email, NULL);
+        return make_key(buf, size, prefix, "p", tenant, email);
 }
 
-osy_err_t osy_rules_dedup_key(char *buf, size_t size, const char *prefix,
-                              const char *tenant, const char *email,
-                              const char *event_id)
+osy_err_t osy_rules_seen_key(char *buf, size_t size, const char *prefix,
+                             int64_t occurred_at_ms)
 {
-        return make_key(buf, size, prefix, "d", tenant, email, event_id);
+        int64_t bucket = occurred_at_ms / OSY_RULES_SEEN_BUCKET_MS;
+        int n = snprintf(buf, size, "%s:rules:seen:%" PRId64, prefix, bucket);
+
+        return n < 0 || (size_t)n >= size ? OSY_ERR_TOO_LARGE : OSY_OK;
 }

@@ -113,18 +113,26 @@ osy_err_t osy_rules_person_decode(const char *buf, size_t len,
 
 /**
  * @brief Key of a person's state: "<prefix>:rules:p:{<tenant>|<email>}".
- *        The braces are a Redis Cluster hash tag, shared with the person's
- *        dedup keys, so one script may touch all of them.
+ *        The braces are a Redis Cluster hash tag.
  * @returns OSY_OK or OSY_ERR_TOO_LARGE.
  */
 osy_err_t osy_rules_state_key(char *buf, size_t size, const char *prefix,
                               const char *tenant,
                               const char *email) OSY_MUSTCHECK;
 
-/** @brief Key of an event's dedup marker:
- *         "<prefix>:rules:d:{<tenant>|<email>}:<event id>". */
-osy_err_t osy_rules_dedup_key(char *buf, size_t size, const char *prefix,
-                              const char *tenant, const char *email,
-                              const char *event_id) OSY_MUSTCHECK;
+/** Events decided are remembered in one hash per this much occurrence
+ *  time (docs/rules.md, "Dedup"). */
+#define OSY_RULES_SEEN_BUCKET_MS 1000
+
+/**
+ * @brief Key of the hash that remembers the events that occurred in the
+ *        same second as @p occurred_at_ms (ms since the epoch, > 0):
+ *        "<prefix>:rules:seen:<unix second>". Its fields are event ids.
+ *        An event id covers its occurrence time, so a replay of an event
+ *        always looks in the hash its first pass wrote.
+ * @returns OSY_OK or OSY_ERR_TOO_LARGE.
+ */
+osy_err_t osy_rules_seen_key(char *buf, size_t size, const char *prefix,
+                             int64_t occurred_at_ms) OSY_MUSTCHECK;
 
 #endif /* OPTSYNC_RULES_STATE_H */

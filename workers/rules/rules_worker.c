@@ -1,7 +1,7 @@
 /*
  * rules_worker.c - the batch loop of the rules worker: Kafka in, one Redis
  * round trip to read, pure decisions in order, outputs produced and
- * acknowledged, one Redis round trip to write state and dedup keys, then
+ * acknowledged, one Redis round trip to write state and dedup entries, then
  * offsets stored. Commit order is the at-least-once contract: outputs ->
  * state + dedup -> offset, so a crash anywhere means reprocessing, never a
  * skipped event, and reprocessing is harmless (commands are desired states
@@ -31,7 +31,7 @@
  * rebalance: then that one stands). Compare and set are atomic per person,
  * and one call covers the batch, so Redis dispatches once, not once per
  * person. Version times are below 2^53 ms, exact in Lua numbers. The
- * dedup keys are plain SETs in the same pipeline.
+ * events are remembered (dedup) by HSETs in the same pipeline.
  *
  * One redis.call per person in the usual case: SET ... GET writes and
  * returns what was there (Redis >= 6.2); only when that was newer is it
@@ -80,7 +80,7 @@ const char osy_rules_apply_lua[] =
 /* Redis writers, each a thread with its own connection: a batch's write
  * (about 8 ms of Redis time per 1,000 events, 17 ms on the clock) was
  * the one serial stage of the pipeline, and the worker waited on it.
- * Writes of different batches commute (state versions decide, dedup keys
+ * Writes of different batches commute (state versions decide, dedup entries
  * are idempotent); offsets are still stored in batch order. */
 #define WRITERS 2
 /* Arenas of a batch slot larger than this are freed after use. */
@@ -108,13 +108,11 @@ struct rmsg {
         rd_kafka_message_t *rkm; /* owned until the batch ends */
         int decoded;             /* 1: ev is a valid event */
         struct osy_msg ev;
-        int person;       /* index in the batch's persons[], -1 if none */
-        int next_same;    /* next message of the same person, -1 */
-        int dup_redis;    /* its dedup key exists (Redis or in flight) */
-        int set_dedup;    /* write its dedup key */
-        int dlq;          /* dead-lettered */
-        const char *dkey; /* in the batch's key arena */
-        size_t dkey_off;
+        int person;    /* index in the batch's persons[], -1 if none */
+        int next_same; /* next message of the same person, -1 */
+        int dup_redis; /* seen before (in Redis, or decided in flight) */
+        int set_dedup; /* to be remembered as seen */
+        int dlq;       /* dead-lettered */
         struct rout out[MAX_OUT];
         int n_out;
         osy_rule_t rule;
@@ -185,7 +183,7 @@ struct ov_person {
         int refs;
 };
 
-/* An event decided by a batch in flight: its dedup key is not yet set.
+/* An event decided by a batch in flight: its dedup entry is not yet set.
  * Entries are recycled through a free list (one per event otherwise
  * means a malloc and a free per event). */
 struct ov_id {
@@ -765,9 +763,6 @@ static size_t arena_put(struct batch *b, const char *s)
 /* The arena is complete: point the records and persons into it. */
 static void arena_fix(struct batch *b)
 {
-        for (size_t i = 0; i < b->n; i++)
-                if (b->msgs[i].person >= 0)
-                        b->msgs[i].dkey = b->arena + b->msgs[i].dkey_off;
         for (size_t p = 0; p < b->persons_n; p++) {
                 b->persons[p].pkey = b->arena + b->persons[p].pkey_off;
                 b->persons[p].skey = b->arena + b->persons[p].skey_off;
@@ -1319,12 +1314,12 @@ static void redis_read_send(osy_rules_worker_t *w, struct batch *b)
 
 /*
  * 1 if event @p m may have been applied before (a replay), so its dedup
- * key must be looked up. A dedup key is set only after the event's
+ * entry must be looked up. A dedup entry is written only after the event's
  * state write, which leaves the person's version at or past the event's
- * (the apply script keeps the newest), and states outlive dedup keys
+ * (the apply script keeps the newest), and states outlive dedup entries
  * (30 days against 80 hours by default). So an event newer than the
  * person's known version was never applied: no look-up, which halved
- * the keys a batch reads. A person with no state (never seen, expired,
+ * the entries a batch reads. A person with no state (never seen, expired,
  * evicted) is always looked up.
  */
 static int may_be_replay(const struct rmsg *m, const struct rperson *p)
@@ -1332,17 +1327,111 @@ static int may_be_replay(const struct rmsg *m, const struct rperson *p)
         return !p->st.version_ms || m->ev.occurred_at <= p->st.version_ms;
 }
 
-/* The dedup keys of the events of @p b that may be replays, in one MGET
- * on their own connection (the read connection has the next batch's read
- * on its way). Events decided by batches in flight count as seen. */
+/* Append one command to the pipeline; on failure clear the discarded
+ * pipeline so the connection is clean for the next batch. */
+static osy_err_t append(osy_redis_t *conn, int argc, const char **argv,
+                        char *errstr, size_t errstr_size)
+{
+        osy_err_t err = osy_redis_pipeline_append_argv(conn, argc, argv, NULL,
+                                                       errstr, errstr_size);
+        if (err && osy_redis_pipeline_exec(conn, NULL, 0, NULL, 0))
+                osy_log_debug("rules: discarded pipeline cleared");
+        return err;
+}
+
+/*
+ * Dedup: the events decided are remembered in one hash per second of
+ * occurrence (osy_rules_seen_key), field = event id. A batch touches a
+ * few hashes, not a key per event: a pipelined SET PX per event was the
+ * largest part of Redis' time (300,000 SETs 1.65 s of Redis CPU, the same
+ * ids as HSETs of 1,000 fields 0.46-0.79 s, and 38 against 67 MB). A
+ * hash's TTL is renewed to the dedup TTL by every write into it, so each
+ * id is kept at least that long after it was written.
+ */
+struct seen_ref {
+        int64_t second; /* occurrence second: which hash */
+        int msg;        /* index in the batch */
+};
+
+static int seen_ref_cmp(const void *a, const void *b)
+{
+        const struct seen_ref *x = a, *y = b;
+
+        if (x->second != y->second)
+                return x->second < y->second ? -1 : 1;
+        return (x->msg > y->msg) - (x->msg < y->msg);
+}
+
+/* Length of the run of @p refs[from..n) in the same hash. */
+static size_t seen_run(const struct seen_ref *refs, size_t from, size_t n)
+{
+        size_t to = from + 1;
+
+        while (to < n && refs[to].second == refs[from].second)
+                to++;
+        return to - from;
+}
+
+/*
+ * Append, per hash, "HMGET <hash> <id>..." (@p remember 0) or
+ * "HSET <hash> <id> 1 ..." then "PEXPIRE <hash> <dedup TTL>" (1) over
+ * the events @p refs[0..n) of @p b, which are sorted here. @p argv has
+ * room for 2 * n + 2 arguments; *ncmds counts the commands appended.
+ */
+static osy_err_t seen_append(osy_rules_worker_t *w, osy_redis_t *conn,
+                             const struct batch *b, struct seen_ref *refs,
+                             size_t n, int remember, const char **argv,
+                             size_t *ncmds, char *errstr, size_t errstr_size)
+{
+        char key[OSY_RULES_KEY_BUFSZ], ttl[24];
+        const char *expire[3] = {"PEXPIRE", key, ttl};
+        osy_err_t err;
+
+        qsort(refs, n, sizeof(*refs), seen_ref_cmp);
+        snprintf(ttl, sizeof(ttl), "%" PRId64, w->o.dedup_ttl_ms);
+        for (size_t r = 0, run; r < n; r += run) {
+                size_t argc = 2;
+
+                run = seen_run(refs, r, n);
+                if (osy_rules_seen_key(key, sizeof(key), w->redis_prefix,
+                                       b->msgs[refs[r].msg].ev.occurred_at))
+                        return osy_err_set(OSY_ERR_TOO_LARGE, errstr,
+                                           errstr_size,
+                                           "rules: Redis prefix too long");
+                argv[0] = remember ? "HSET" : "HMGET";
+                argv[1] = key;
+                for (size_t k = r; k < r + run; k++) {
+                        argv[argc++] = b->msgs[refs[k].msg].ev.id;
+                        if (remember)
+                                argv[argc++] = "1";
+                }
+                /* The arguments are copied into the pipeline here, so
+                 * key and ttl may change for the next hash. */
+                if ((err = append(conn, (int)argc, argv, errstr, errstr_size)))
+                        return err;
+                (*ncmds)++;
+                if (remember) {
+                        if ((err =
+                                 append(conn, 3, expire, errstr, errstr_size)))
+                                return err;
+                        (*ncmds)++;
+                }
+        }
+        return OSY_OK;
+}
+
+/* Whether the events of @p b that may be replays were seen: one HMGET
+ * per hash, pipelined on their own connection (the read connection has
+ * the next batch's read on its way). Events decided by batches in flight
+ * count as seen. */
 static osy_err_t dedup_check(osy_rules_worker_t *w, struct batch *b,
                              char *errstr, size_t errstr_size)
 {
-        const char **argv = NULL;
-        int *which        = NULL;
-        redisReply *r     = NULL;
-        size_t argc       = 0;
-        osy_err_t err     = OSY_OK;
+        struct seen_ref *refs = NULL;
+        const char **argv     = NULL;
+        redisReply **rep      = NULL;
+        size_t n = 0, ncmds = 0;
+        osy_err_t err = OSY_OK;
 
         for (size_t i = 0; i < b->n; i++) {
                 struct rmsg *m = &b->msgs[i];
@@ -1354,43 +1443,57 @@ static osy_err_t dedup_check(osy_rules_worker_t *w, struct batch *b,
                 if (m->person < 0 || m->dup_redis ||
                     !may_be_replay(m, &b->persons[m->person]))
                         continue;
-                if (!argv && (!(argv = malloc((1 + b->n) * sizeof(*argv))) ||
-                              !(which = malloc(b->n * sizeof(*which))))) {
-                        err = osy_err_set(OSY_ERR_NOMEM, errstr, errstr_size,
-                                          "rules: out of memory");
-                        goto out;
-                }
-                if (!argc)
-                        argv[argc++] = "MGET";
-                which[argc - 1] = (int)i;
-                argv[argc++]    = m->dkey;
+                if (!refs && !(refs = malloc(b->n * sizeof(*refs))))
+                        goto nomem;
+                refs[n].second = m->ev.occurred_at / OSY_RULES_SEEN_BUCKET_MS;
+                refs[n].msg    = (int)i;
+                n++;
         }
-        if (!argc)
+        if (!n)
+                goto out;
+        if (!(argv = malloc((2 * n + 2) * sizeof(*argv))) ||
+            !(rep = calloc(n, sizeof(*rep))))
+                goto nomem;
+        if ((err = seen_append(w, w->dredis, b, refs, n, 0, argv, &ncmds,
+                               errstr, errstr_size)))
                 goto out;
         w->stats.redis_roundtrips++;
         osy_counter_inc(w->m.rtt);
-        if ((err = osy_redis_command_argv(w->dredis, (int)argc, argv, NULL, &r,
-                                          errstr, errstr_size)))
+        if ((err = osy_redis_pipeline_exec(w->dredis, rep, ncmds, errstr,
+                                           errstr_size)))
                 goto out;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != argc - 1) {
-                err = osy_err_set(OSY_ERR_TRANSIENT, errstr, errstr_size,
-                                  "rules: unexpected MGET reply");
-                goto out;
+        for (size_t c = 0, r = 0, run; c < ncmds; c++, r += run) {
+                run = seen_run(refs, r, n);
+                if ((err = osy_redis_reply_err(rep[c], errstr, errstr_size)))
+                        goto out;
+                if (rep[c]->type != REDIS_REPLY_ARRAY ||
+                    rep[c]->elements != run) {
+                        err =
+                            osy_err_set(OSY_ERR_TRANSIENT, errstr, errstr_size,
+                                        "rules: unexpected HMGET reply");
+                        goto out;
+                }
+                for (size_t k = 0; k < run; k++)
+                        b->msgs[refs[r + k].msg].dup_redis =
+                            rep[c]->element[k]->type != REDIS_REPLY_NIL;
         }
-        for (size_t k = 0; k + 1 < argc; k++)
-                b->msgs[which[k]].dup_redis =
-                    r->element[k]->type != REDIS_REPLY_NIL;
+        goto out;
+nomem:
+        err = osy_err_set(OSY_ERR_NOMEM, errstr, errstr_size,
+                          "rules: out of memory");
 out:
-        if (r)
-                freeReplyObject(r);
+        if (rep) {
+                osy_redis_replies_free(rep, ncmds);
+                free(rep);
+        }
         free(argv);
-        free(which);
+        free(refs);
         return err;
 }
 
 /* The answer of redis_read_send(): each person's state, or the overlay's
  * for those decided by batches still in flight (not yet written); then
- * whether each event that may be a replay has its dedup key. */
+ * whether each event that may be a replay has its dedup entry. */
 static osy_err_t redis_read_recv(osy_rules_worker_t *w, struct batch *b,
                                  char *errstr, size_t errstr_size)
 {
@@ -1444,51 +1547,50 @@ out:
         return err;
 }
 
-/* Append one command to the pipeline; on failure clear the discarded
- * pipeline so the connection is clean for the next batch. */
-static osy_err_t append(osy_redis_t *conn, int argc, const char **argv,
-                        char *errstr, size_t errstr_size)
-{
-        osy_err_t err = osy_redis_pipeline_append_argv(conn, argc, argv, NULL,
-                                                       errstr, errstr_size);
-        if (err && osy_redis_pipeline_exec(conn, NULL, 0, NULL, 0))
-                osy_log_debug("rules: discarded pipeline cleared");
-        return err;
-}
-
 /*
- * One round trip: the apply script over the changed states, then a
- * SET PX per dedup key. A crash between the two leaves states without
- * dedup keys: the events come again, and the state's version makes them
- * duplicates or stale, never decided twice.
+ * One round trip: the apply script over the changed states, then the
+ * events remembered as seen (seen_append). A crash between the two leaves
+ * states without dedup entries: the events come again, and the state's
+ * version makes them duplicates or stale, never decided twice.
  */
 static osy_err_t redis_write(osy_rules_worker_t *w, osy_redis_t *conn,
                              struct batch *b, long long *refused, int *rtt,
                              char *errstr, size_t errstr_size)
 {
-        const char **argv  = NULL;
-        const char **skeys = NULL;
-        char **states      = NULL;
-        char *nums         = NULL; /* one 24-byte number per person */
-        redisReply **rep   = NULL;
-        size_t argc = 0, nstates = 0, ncmds = 0, neval = 0;
-        char sttl[32], dttl[32], nk[24];
-        const char *set[5] = {"SET", NULL, "1", "PX", dttl};
-        osy_err_t err      = OSY_OK;
-        int reloaded       = 0;
+        const char **argv     = NULL;
+        const char **skeys    = NULL;
+        char **states         = NULL;
+        char *nums            = NULL; /* one 24-byte number per person */
+        redisReply **rep      = NULL;
+        struct seen_ref *refs = NULL;
+        size_t argc = 0, nstates = 0, ncmds = 0, neval = 0, nseen = 0;
+        size_t argv_max = 4 + 3 * APPLY_CHUNK;
+        char sttl[32], nk[24];
+        osy_err_t err = OSY_OK;
+        int reloaded  = 0;
 
-        if (!(argv = malloc((4 + 3 * APPLY_CHUNK) * sizeof(*argv))) ||
+        if (argv_max < 2 * b->n + 2)
+                argv_max = 2 * b->n + 2;
+        if (!(argv = malloc(argv_max * sizeof(*argv))) ||
             !(skeys = malloc((b->persons_n + 1) * sizeof(*skeys))) ||
             !(states = calloc(b->persons_n + 1, sizeof(*states))) ||
             !(nums = malloc(b->persons_n * 24 + 1)) ||
-            !(rep = calloc(b->n + b->persons_n / APPLY_CHUNK + 2,
+            !(refs = malloc((b->n + 1) * sizeof(*refs))) ||
+            !(rep = calloc(2 * b->n + b->persons_n / APPLY_CHUNK + 2,
                            sizeof(*rep)))) {
                 err = osy_err_set(OSY_ERR_NOMEM, errstr, errstr_size,
                                   "rules: out of memory");
                 goto out;
         }
         snprintf(sttl, sizeof(sttl), "%" PRId64, w->o.state_ttl_ms);
-        snprintf(dttl, sizeof(dttl), "%" PRId64, w->o.dedup_ttl_ms);
+        for (size_t i = 0; i < b->n; i++) {
+                if (!b->msgs[i].set_dedup)
+                        continue;
+                refs[nseen].second =
+                    b->msgs[i].ev.occurred_at / OSY_RULES_SEEN_BUCKET_MS;
+                refs[nseen].msg = (int)i;
+                nseen++;
+        }
         for (size_t p = 0; p < b->persons_n; p++) {
                 struct rperson *rp = &b->persons[p];
                 if (!rp->changed)
@@ -1528,14 +1630,10 @@ again:
                 ncmds++;
                 neval++;
         }
-        for (size_t i = 0; i < b->n && !reloaded; i++) {
-                if (!b->msgs[i].set_dedup)
-                        continue;
-                set[1] = b->msgs[i].dkey;
-                if ((err = append(conn, 5, set, errstr, errstr_size)))
-                        goto out;
-                ncmds++;
-        }
+        if (!reloaded && nseen &&
+            (err = seen_append(w, conn, b, refs, nseen, 1, argv, &ncmds, errstr,
+                               errstr_size)))
+                goto out;
         if (!ncmds)
                 goto out;
         (*rtt)++;
@@ -1546,7 +1644,7 @@ again:
                 osy_err_t e = osy_redis_reply_err(rep[c], errstr, errstr_size);
                 if (c == 0 && neval && e == OSY_ERR_NOT_FOUND && !reloaded) {
                         /* NOSCRIPT (Redis restarted or flushed): load it
-                         * and run the script again (the SETs went
+                         * and run the script again (the HSETs went
                          * through). */
                         osy_redis_replies_free(rep, ncmds);
                         if ((err = osy_redis_script_load(conn, w->apply, errstr,
@@ -1574,6 +1672,7 @@ out:
         free(states);
         free(nums);
         free(skeys);
+        free(refs);
         free(argv);
         return err;
 }
@@ -1705,7 +1804,7 @@ static void abandon_all(osy_rules_worker_t *w, const char *why)
         /* Writers read their batches: wait for them. Written heads are
          * done (their outputs were acknowledged); a later batch written
          * behind a failed one goes back with the rest, and deciding it
-         * again finds its dedup keys: duplicates, nothing emitted twice
+         * again finds its dedup entries: duplicates, nothing emitted twice
          * that was not already. */
         for (size_t k = 0; k < w->b_count; k++)
                 if (slot(w, k)->writing)
@@ -1856,12 +1955,7 @@ static void decode_one(osy_rules_worker_t *w, struct batch *b, int i, char *why,
                 osy_msg_clear(&m->ev);
                 return;
         }
-        char dkey[OSY_RULES_KEY_BUFSZ];
-
-        if (osy_rules_dedup_key(dkey, sizeof(dkey), w->redis_prefix,
-                                m->ev.tenant, m->ev.email, m->ev.id) ||
-            (m->dkey_off = arena_put(b, dkey)) == (size_t)-1 ||
-            (m->person = person_of(w, b, i)) < 0) {
+        if ((m->person = person_of(w, b, i)) < 0) {
                 snprintf(why, whysz, "email: too long for a key");
                 osy_msg_clear(&m->ev);
                 m->person = -1;
@@ -1924,7 +2018,7 @@ static void store_offsets(osy_rules_worker_t *w, struct batch *b)
 /* ---- the writer thread ------------------------------------------------------
  */
 
-/* Write one batch at a time: state and dedup keys, retried in place (the
+/* Write one batch at a time: state and dedup entries, retried in place (the
  * main thread goes on deciding meanwhile). */
 static void *writer_main(void *arg)
 {
@@ -2140,10 +2234,10 @@ static osy_err_t complete(osy_rules_worker_t *w, int timeout_ms, char *errstr,
                         abandon_all(w, "outputs not acknowledged");
                         return OSY_OK;
                 }
-                /* Every output acknowledged: state and dedup keys next,
+                /* Every output acknowledged: state and dedup entries next,
                  * on a writer thread; later batches go on meanwhile.
                  * Writes of batches with no person in common commute
-                 * (versions decide, dedup keys are idempotent), but two
+                 * (versions decide, dedup entries are idempotent), but two
                  * events of one person at the same millisecond are
                  * ordered only by arrival: the apply script keeps
                  * whichever was written last. So a batch that shares a

@@ -38,7 +38,7 @@ struct osy_rules_worker_opts {
 
         struct osy_redis_opts redis; /**< strings must outlive the worker */
         const char *redis_prefix;    /**< key prefix; NULL: "optsync" */
-        int64_t dedup_ttl_ms;        /**< dedup key lifetime */
+        int64_t dedup_ttl_ms;        /**< least lifetime of a dedup entry */
         int64_t state_ttl_ms;        /**< person state lifetime */
 
         int batch_size;    /**< most messages decided together */
@@ -83,7 +83,7 @@ osy_err_t osy_rules_worker_new(osy_rules_worker_t **wp,
 
 /**
  * @brief One turn of the loop: serve delivery reports and finish the
- *        batches whose outputs are all acknowledged (state and dedup keys
+ *        batches whose outputs are all acknowledged (state and dedup entries
  *        written, offsets stored, in batch order); then, with fewer than 4
  *        batches in flight, gather a batch (up to batch_size records or
  *        batch_wait_ms), decide it and produce its outputs. While a
@@ -118,7 +118,7 @@ int osy_rules_worker_ready(const osy_rules_worker_t *w);
 void osy_rules_worker_get_stats(const osy_rules_worker_t *w,
                                 struct osy_rules_worker_stats *out);
 
-/** The Lua script that writes a batch's person states and dedup keys
+/** The Lua script that writes a batch's person states
  *  (rules_worker.c documents its KEYS and ARGV); returns the number of
  *  state writes refused because a later version was already stored. */
 extern const char osy_rules_apply_lua[];
