@@ -46,6 +46,15 @@ static void kafka_extra(const osy_config_t *cfg, const char **extra,
                  * 4 MB is still over ten batches ahead. */
                 extra[n++] = "queued.max.messages.kbytes";
                 extra[n++] = "4096";
+                /* librdkafka keeps one fetch in flight per broker, and the
+                 * broker holds a fetch that finds no data for up to this
+                 * long (500 ms by default). After an assignment the first
+                 * partition ready is fetched alone; when it was empty,
+                 * every other partition of that broker waited 500 ms
+                 * (bench/rules.sh, each start). 100 ms bounds that, for
+                 * up to 10 empty fetches a second per broker when idle. */
+                extra[n++] = "fetch.wait.max.ms";
+                extra[n++] = "100";
         } else {
                 snprintf(timeout, timeout_size, "%" PRId64,
                          osy_config_ms(cfg, OSY_CFG_KAFKA_PRODUCE_TIMEOUT));

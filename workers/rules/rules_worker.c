@@ -77,6 +77,7 @@ const char osy_rules_apply_lua[] =
 #define KICK_TIMEOUT_MS 50   /* ... waiting this long for the leaders */
 #define KICK_BACKOFF_MS 1000 /* ... and not again this soon if it failed */
 #define OVERLAY_BUCKETS 4096
+#define WARM_TOPICS 4 /* the outputs: see warm_producer() */
 /* Redis writers, each a thread with its own connection: a batch's write
  * (about 8 ms of Redis time per 1,000 events, 17 ms on the clock) was
  * the one serial stage of the pipeline, and the worker waited on it.
@@ -262,6 +263,7 @@ struct osy_rules_worker_s {
         struct ov_person *ovp[OVERLAY_BUCKETS];
         struct ov_id *ovi[OVERLAY_BUCKETS];
         struct ov_id *ovi_free; /* recycled entries */
+        rd_kafka_topic_t *warm_rkt[WARM_TOPICS];
 
         /* The failure being backed off, for the record at the queue's
          * head (identified by position). */
@@ -889,6 +891,26 @@ static void set_paused(osy_rules_worker_t *w, int pause)
 /* ---- life cycle -------------------------------------------------------------
  */
 
+/*
+ * Have the producer look the output topics up at start. librdkafka
+ * otherwise does it at a topic's first produce, and the first batch's
+ * outputs waited for the answer (330 ms in bench/rules.sh) after every
+ * start. Creating the handles is enough: each new topic's metadata is
+ * requested at once, in the background, so a broker that is down at start
+ * delays nothing here. The handles are kept so the topics stay known.
+ */
+static void warm_producer(osy_rules_worker_t *w)
+{
+        static const osy_topic_t outs[WARM_TOPICS] = {
+            OSY_TOPIC_SF_COMMANDS, OSY_TOPIC_AC_COMMANDS, OSY_TOPIC_AUDIT,
+            OSY_TOPIC_DLQ};
+        rd_kafka_t *rk = osy_kafka_producer_handle(w->producer);
+
+        for (size_t k = 0; k < WARM_TOPICS; k++)
+                w->warm_rkt[k] =
+                    rd_kafka_topic_new(rk, w->topics.name[outs[k]], NULL);
+}
+
 osy_err_t osy_rules_worker_new(osy_rules_worker_t **wp,
                                const struct osy_rules_worker_opts *opts,
                                char *errstr, size_t errstr_size)
@@ -966,6 +988,7 @@ osy_err_t osy_rules_worker_new(osy_rules_worker_t **wp,
         if ((err = osy_kafka_producer_new(&w->producer, &ko, errstr,
                                           errstr_size)))
                 goto out;
+        warm_producer(w);
         ko.extra        = opts->consumer_extra;
         hooks.on_assign = on_assign;
         hooks.on_revoke = on_revoke;
@@ -1041,7 +1064,10 @@ void osy_rules_worker_destroy(osy_rules_worker_t *w)
                         pthread_join(w->writers[k].th, NULL);
         /* Anything still in flight (a close that timed out) has its
          * delivery callbacks run by the producer's destroy: the batches
-         * must still exist then. */
+         * must still exist then. Topic handles go before their client. */
+        for (size_t k = 0; k < WARM_TOPICS; k++)
+                if (w->warm_rkt[k])
+                        rd_kafka_topic_destroy(w->warm_rkt[k]);
         osy_kafka_producer_destroy(w->producer);
         for (size_t k = 0; k < BATCH_SLOTS; k++)
                 batch_free(&w->batches[k]);
