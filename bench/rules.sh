@@ -11,7 +11,7 @@
 #
 # usage: bench/rules.sh
 # env:   BUILD_DIR (default: build-bench-rules, a release build made here),
-#        EVENTS (300000), PERSONS (50000), PARTITIONS (6), BATCH (1000),
+#        EVENTS (300000), PERSONS (37500: 8 events each, the whole cycle), PARTITIONS (6), BATCH (1000),
 #        RUNS (3: whole runs, each on a fresh broker and Redis; the RESULT
 #        line has the median of each rate and the largest RSS: one shared
 #        2-core machine varies by 20% from run to run),
@@ -43,7 +43,7 @@ fi
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$top/build-bench-rules}
 events=${EVENTS:-300000}
-persons=${PERSONS:-50000}
+persons=${PERSONS:-37500}
 partitions=${PARTITIONS:-6}
 batch=${BATCH:-1000}
 rules=$build/workers/rules/rules
