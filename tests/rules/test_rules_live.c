@@ -783,6 +783,123 @@ events_decided_are_remembered_per_second_with_the_dedup_ttl(void **s)
                 assert_true(reply->integer <= ttl_ms);
                 freeReplyObject(reply);
         }
+        /* A later write into a hash renews its TTL to the full dedup TTL
+         * (not only when the hash is made): shorten it by hand, decide
+         * another event of that second, and it is back. */
+        {
+                const char *shorten[3] = {"PEXPIRE", key, "60000"};
+                char late[1][OSY_ID_BUFSZ];
+
+                assert_int_equal(
+                    osy_rules_seen_key(key, sizeof(key), "optsync", T0 + at[0]),
+                    OSY_OK);
+                assert_int_equal(osy_redis_command_argv(E.r, 3, shorten, NULL,
+                                                        &reply, errstr,
+                                                        sizeof(errstr)),
+                                 OSY_OK);
+                freeReplyObject(reply);
+                seed(15, "1", '-');
+                ac_event(15, OSY_AC_SUBSCRIBE, "2", 0, NULL, at[0] + 400, 0,
+                         late[0]);
+                flush_inputs();
+                wait_audits(late, 1, WAIT_MS);
+                hexists[2] = late[0];
+                for (int64_t end = osy_test_now_ms() + WAIT_MS;;) {
+                        assert_int_equal(osy_redis_command_argv(
+                                             E.r, 3, hexists, NULL, &reply,
+                                             errstr, sizeof(errstr)),
+                                         OSY_OK);
+                        long long there = reply->integer;
+                        freeReplyObject(reply);
+                        if (there || osy_test_now_ms() > end)
+                                break;
+                        osy_test_sleep_ms(50);
+                }
+                assert_int_equal(osy_redis_command_argv(E.r, 2, pttl, NULL,
+                                                        &reply, errstr,
+                                                        sizeof(errstr)),
+                                 OSY_OK);
+                assert_true(reply->integer > ttl_ms - 60 * 1000);
+                freeReplyObject(reply);
+        }
+}
+
+/*
+ * Replays whose dedup entries sit in different hashes, out of order and
+ * in one batch with an event never seen that shares a hash with one of
+ * them: each is told apart by its own entry (the HMGET replies mapped back
+ * to the right events). The person's state is gone, so only the entries
+ * can say "duplicate".
+ */
+static void replays_across_seconds_are_each_found_in_their_hash(void **s)
+{
+        static const int64_t at[3] = {100, 1100, 2100};
+        char ids[3][OSY_ID_BUFSZ], again[OSY_ID_BUFSZ], fresh[1][OSY_ID_BUFSZ];
+        char email[64], key[OSY_RULES_KEY_BUFSZ], errstr[256];
+        const char *del[2] = {"DEL", key};
+        redisReply *reply;
+        size_t dups = 0;
+        (void)s;
+
+        seed(16, "1", '-');
+        seed(17, "1", '-');
+        start_worker();
+        ac_event(16, OSY_AC_SUBSCRIBE, "2", 0, NULL, at[0], 0, ids[0]);
+        ac_event(16, OSY_AC_SUBSCRIBE, "3", 0, NULL, at[1], 0, ids[1]);
+        ac_event(16, OSY_AC_UNSUBSCRIBE, "2", 0, NULL, at[2], 0, ids[2]);
+        flush_inputs();
+        wait_audits(ids, 3, WAIT_MS);
+        for (int64_t end = osy_test_now_ms() + WAIT_MS;;) {
+                char st[256];
+                state_of(16, st, sizeof(st));
+                if (strstr(st, ids[2]) || osy_test_now_ms() > end)
+                        break;
+                osy_test_sleep_ms(50);
+        }
+        /* SIGTERM: the worker finishes its writes and commits. */
+        stop_workers();
+        email_of(16, email, sizeof(email));
+        assert_int_equal(
+            osy_rules_state_key(key, sizeof(key), "optsync", "acme", email),
+            OSY_OK);
+        assert_int_equal(osy_redis_command_argv(E.r, 2, del, NULL, &reply,
+                                                errstr, sizeof(errstr)),
+                         OSY_OK);
+        assert_int_equal(reply->integer, 1);
+        freeReplyObject(reply);
+        /* The backlog the next worker finds: replays of the third and the
+         * first, and a new event of another person in the first's second
+         * (its person has no version, so it is looked up too). */
+        ac_event(16, OSY_AC_UNSUBSCRIBE, "2", 0, NULL, at[2], 0, again);
+        assert_string_equal(again, ids[2]);
+        ac_event(17, OSY_AC_SUBSCRIBE, "2", 0, NULL, at[0] + 50, 0, fresh[0]);
+        ac_event(16, OSY_AC_SUBSCRIBE, "2", 0, NULL, at[0], 0, again);
+        assert_string_equal(again, ids[0]);
+        flush_inputs();
+        start_worker();
+        for (int64_t end = osy_test_now_ms() + WAIT_MS;
+             (count_about(OSY_MSG_AUDIT, ids[0]) < 2 ||
+              count_about(OSY_MSG_AUDIT, ids[2]) < 2 ||
+              !count_about(OSY_MSG_AUDIT, fresh[0])) &&
+             osy_test_now_ms() < end;)
+                collect(200);
+        collect(500);
+        assert_int_equal(count_about(OSY_MSG_AUDIT, ids[0]), 2);
+        assert_int_equal(count_about(OSY_MSG_AUDIT, ids[2]), 2);
+        assert_int_equal(count_about(OSY_MSG_AUDIT, fresh[0]), 1);
+        assert_int_equal(count_type(OSY_MSG_DLQ), 0);
+        for (size_t i = 0; i < E.n_got; i++) {
+                const struct osy_msg *m = &E.got[i];
+                if (m->type != OSY_MSG_AUDIT)
+                        continue;
+                if (m->audit.outcome == OSY_OUTCOME_DUPLICATE) {
+                        dups++;
+                        assert_true(!strcmp(m->audit.ref_id, ids[0]) ||
+                                    !strcmp(m->audit.ref_id, ids[2]));
+                }
+        }
+        assert_int_equal(dups, 2);
+        expect_audit(fresh[0], OSY_RULE_NONE, OSY_OUTCOME_SKIPPED);
 }
 
 /* Newest first, older ones after: the older are stale, the newest state
@@ -1400,6 +1517,9 @@ int main(int argc, char **argv)
             cmocka_unit_test_setup_teardown(
                 events_decided_are_remembered_per_second_with_the_dedup_ttl,
                 setup, teardown),
+            cmocka_unit_test_setup_teardown(
+                replays_across_seconds_are_each_found_in_their_hash, setup,
+                teardown),
             cmocka_unit_test_setup_teardown(
                 redis_outage_waits_then_decides_everything, setup, teardown),
             cmocka_unit_test_setup_teardown(sigterm_commits_and_exits_zero,

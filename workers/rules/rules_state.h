@@ -126,7 +126,7 @@ osy_err_t osy_rules_state_key(char *buf, size_t size, const char *prefix,
 
 /**
  * @brief Key of the hash that remembers the events that occurred in the
- *        same second as @p occurred_at_ms (ms since the epoch, > 0):
+ *        same second as @p occurred_at_ms (ms since the epoch, >= 0):
  *        "<prefix>:rules:seen:<unix second>". Its fields are event ids.
  *        An event id covers its occurrence time, so a replay of an event
  *        always looks in the hash its first pass wrote.

@@ -908,8 +908,11 @@ static void warm_producer(osy_rules_worker_t *w)
         rd_kafka_t *rk = osy_kafka_producer_handle(w->producer);
 
         for (size_t k = 0; k < WARM_TOPICS; k++)
-                w->warm_rkt[k] =
-                    rd_kafka_topic_new(rk, w->topics.name[outs[k]], NULL);
+                if (!(w->warm_rkt[k] = rd_kafka_topic_new(
+                          rk, w->topics.name[outs[k]], NULL)))
+                        osy_log_debug("rules: no handle for %s: %s",
+                                      w->topics.name[outs[k]],
+                                      rd_kafka_err2str(rd_kafka_last_error()));
 }
 
 osy_err_t osy_rules_worker_new(osy_rules_worker_t **wp,
@@ -956,6 +959,17 @@ osy_err_t osy_rules_worker_new(osy_rules_worker_t **wp,
                 err = osy_err_set(OSY_ERR_NOMEM, errstr, errstr_size,
                                   "rules: out of memory");
                 goto out;
+        }
+        {
+                /* Every key must fit; the longest is a seen hash of the
+                 * latest time there is. */
+                char key[OSY_RULES_KEY_BUFSZ];
+                if (osy_rules_seen_key(key, sizeof(key), w->redis_prefix,
+                                       INT64_MAX)) {
+                        err = osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
+                                          "rules: Redis key prefix too long");
+                        goto out;
+                }
         }
         if ((err = osy_topic_names_init(&w->topics, opts->topic_prefix, errstr,
                                         errstr_size)) ||
@@ -1375,6 +1389,25 @@ static osy_err_t append(osy_redis_t *conn, int argc, const char **argv,
  * hash's TTL is renewed to the dedup TTL by every write into it, so each
  * id is kept at least that long after it was written.
  */
+/* The errors inside an EXEC's reply (a command of the transaction failed
+ * when run), or OSY_OK; any other reply is OSY_OK. */
+static osy_err_t exec_reply_err(const redisReply *r, char *errstr,
+                                size_t errstr_size)
+{
+        if (r->type == REDIS_REPLY_NIL)
+                return osy_err_set(OSY_ERR_TRANSIENT, errstr, errstr_size,
+                                   "rules: transaction discarded");
+        if (r->type != REDIS_REPLY_ARRAY)
+                return OSY_OK;
+        for (size_t k = 0; k < r->elements; k++) {
+                osy_err_t e =
+                    osy_redis_reply_err(r->element[k], errstr, errstr_size);
+                if (e)
+                        return e;
+        }
+        return OSY_OK;
+}
+
 struct seen_ref {
         int64_t second; /* occurrence second: which hash */
         int msg;        /* index in the batch */
@@ -1401,9 +1434,12 @@ static size_t seen_run(const struct seen_ref *refs, size_t from, size_t n)
 
 /*
  * Append, per hash, "HMGET <hash> <id>..." (@p remember 0) or
- * "HSET <hash> <id> 1 ..." then "PEXPIRE <hash> <dedup TTL>" (1) over
- * the events @p refs[0..n) of @p b, which are sorted here. @p argv has
- * room for 2 * n + 2 arguments; *ncmds counts the commands appended.
+ * "MULTI", "HSET <hash> <id> 1 ...", "PEXPIRE <hash> <dedup TTL>", "EXEC"
+ * (1) over the events @p refs[0..n) of @p b, which are sorted here. The
+ * transaction makes the two one: a worker killed while its pipeline was
+ * on the wire could otherwise leave a hash without a TTL, kept forever.
+ * @p argv has room for 2 * n + 2 arguments; *ncmds counts the commands
+ * appended.
  */
 static osy_err_t seen_append(osy_rules_worker_t *w, osy_redis_t *conn,
                              const struct batch *b, struct seen_ref *refs,
@@ -1412,6 +1448,7 @@ static osy_err_t seen_append(osy_rules_worker_t *w, osy_redis_t *conn,
 {
         char key[OSY_RULES_KEY_BUFSZ], ttl[24];
         const char *expire[3] = {"PEXPIRE", key, ttl};
+        const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
         osy_err_t err;
 
         qsort(refs, n, sizeof(*refs), seen_ref_cmp);
@@ -1421,10 +1458,16 @@ static osy_err_t seen_append(osy_rules_worker_t *w, osy_redis_t *conn,
 
                 run = seen_run(refs, r, n);
                 if (osy_rules_seen_key(key, sizeof(key), w->redis_prefix,
-                                       b->msgs[refs[r].msg].ev.occurred_at))
+                                       b->msgs[refs[r].msg].ev.occurred_at)) {
+                        /* Refused at start (osy_rules_worker_new); still,
+                         * leave the connection clean. */
+                        if (osy_redis_pipeline_exec(conn, NULL, 0, NULL, 0))
+                                osy_log_debug("rules: discarded pipeline "
+                                              "cleared");
                         return osy_err_set(OSY_ERR_TOO_LARGE, errstr,
                                            errstr_size,
                                            "rules: Redis prefix too long");
+                }
                 argv[0] = remember ? "HSET" : "HMGET";
                 argv[1] = key;
                 for (size_t k = r; k < r + run; k++) {
@@ -1434,14 +1477,20 @@ static osy_err_t seen_append(osy_rules_worker_t *w, osy_redis_t *conn,
                 }
                 /* The arguments are copied into the pipeline here, so
                  * key and ttl may change for the next hash. */
+                if (remember) {
+                        if ((err = append(conn, 1, multi, errstr, errstr_size)))
+                                return err;
+                        (*ncmds)++;
+                }
                 if ((err = append(conn, (int)argc, argv, errstr, errstr_size)))
                         return err;
                 (*ncmds)++;
                 if (remember) {
-                        if ((err =
-                                 append(conn, 3, expire, errstr, errstr_size)))
+                        if ((err = append(conn, 3, expire, errstr,
+                                          errstr_size)) ||
+                            (err = append(conn, 1, exec, errstr, errstr_size)))
                                 return err;
-                        (*ncmds)++;
+                        *ncmds += 2;
                 }
         }
         return OSY_OK;
@@ -1603,7 +1652,7 @@ static osy_err_t redis_write(osy_rules_worker_t *w, osy_redis_t *conn,
             !(states = calloc(b->persons_n + 1, sizeof(*states))) ||
             !(nums = malloc(b->persons_n * 24 + 1)) ||
             !(refs = malloc((b->n + 1) * sizeof(*refs))) ||
-            !(rep = calloc(2 * b->n + b->persons_n / APPLY_CHUNK + 2,
+            !(rep = calloc(4 * b->n + b->persons_n / APPLY_CHUNK + 2,
                            sizeof(*rep)))) {
                 err = osy_err_set(OSY_ERR_NOMEM, errstr, errstr_size,
                                   "rules: out of memory");
@@ -1657,9 +1706,9 @@ again:
                 ncmds++;
                 neval++;
         }
-        if (!reloaded && nseen &&
-            (err = seen_append(w, conn, b, refs, nseen, 1, argv, &ncmds, errstr,
-                               errstr_size)))
+        /* Again after a reload too: the first replies were not read. */
+        if (nseen && (err = seen_append(w, conn, b, refs, nseen, 1, argv,
+                                        &ncmds, errstr, errstr_size)))
                 goto out;
         if (!ncmds)
                 goto out;
@@ -1671,8 +1720,8 @@ again:
                 osy_err_t e = osy_redis_reply_err(rep[c], errstr, errstr_size);
                 if (c == 0 && neval && e == OSY_ERR_NOT_FOUND && !reloaded) {
                         /* NOSCRIPT (Redis restarted or flushed): load it
-                         * and run the script again (the HSETs went
-                         * through). */
+                         * and run the whole pipeline again (its HSETs are
+                         * idempotent, and their replies are not read). */
                         osy_redis_replies_free(rep, ncmds);
                         if ((err = osy_redis_script_load(conn, w->apply, errstr,
                                                          errstr_size)))
@@ -1680,6 +1729,8 @@ again:
                         reloaded = 1;
                         goto again;
                 }
+                if (!e && c >= neval)
+                        e = exec_reply_err(rep[c], errstr, errstr_size);
                 if (e) {
                         err = e;
                         goto out;

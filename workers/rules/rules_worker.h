@@ -84,7 +84,7 @@ osy_err_t osy_rules_worker_new(osy_rules_worker_t **wp,
 /**
  * @brief One turn of the loop: serve delivery reports and finish the
  *        batches whose outputs are all acknowledged (state and dedup entries
- *        written, offsets stored, in batch order); then, with fewer than 4
+ *        written, offsets stored, in batch order); then, with fewer than 7
  *        batches in flight, gather a batch (up to batch_size records or
  *        batch_wait_ms), decide it and produce its outputs. While a
  *        transient failure is being backed off, the assigned partitions are
