@@ -588,6 +588,65 @@ static void poison_goes_to_dlq_and_the_stream_moves_on(void **s)
         }
 }
 
+/*
+ * A backlog big enough for the decoder thread to parse half of the batch:
+ * the bad records in either half are dead-lettered with their own reason
+ * (found again on the main thread), and every event around them is
+ * decided, in order.
+ */
+static void poison_in_a_large_batch_keeps_its_reason(void **s)
+{
+        static const char junk[] = "\x01\x02not json";
+        static const char cmd[] =
+            "{\"v\":1,\"type\":\"sf.command\",\"tenant\":\"acme\"}";
+        enum {
+                EVENTS = 150
+        };
+        char(*ids)[OSY_ID_BUFSZ] = calloc(EVENTS, sizeof(*ids));
+        char st[256];
+        size_t dlq = 0;
+        (void)s;
+
+        assert_non_null(ids);
+        seed(18, "1", '-');
+        for (int i = 0; i < EVENTS; i++) {
+                if (i == 20)
+                        produce_raw("optsync.ac.events", "acme|p18@example.com",
+                                    junk, sizeof(junk) - 1);
+                if (i == 120)
+                        produce_raw("optsync.ac.events", "acme|p18@example.com",
+                                    cmd, sizeof(cmd) - 1);
+                ac_event(18, i % 2 ? OSY_AC_UNSUBSCRIBE : OSY_AC_SUBSCRIBE, "2",
+                         0, NULL, i * 10, 0, ids[i]);
+        }
+        flush_inputs();
+        start_worker(); /* after the backlog: one batch of 152 */
+        wait_audits(ids, EVENTS, WAIT_MS);
+        for (int64_t end = osy_test_now_ms() + 5000;
+             count_type(OSY_MSG_DLQ) < 2 && osy_test_now_ms() < end;)
+                collect(100);
+        for (size_t i = 0; i < E.n_got; i++) {
+                const struct osy_msg *d = &E.got[i];
+                if (d->type != OSY_MSG_DLQ)
+                        continue;
+                dlq++;
+                assert_string_equal(d->dlq.reason, "invalid message");
+                assert_non_null(d->dlq.last_error);
+                assert_true(strlen(d->dlq.last_error) > 0);
+        }
+        assert_int_equal(dlq, 2);
+        /* In order: the last event (an unsubscribe of list 2) stands. */
+        for (int64_t end = osy_test_now_ms() + WAIT_MS;;) {
+                state_of(18, st, sizeof(st));
+                if (strstr(st, ids[EVENTS - 1]) || osy_test_now_ms() > end)
+                        break;
+                osy_test_sleep_ms(50);
+        }
+        assert_non_null(strstr(st, ids[EVENTS - 1]));
+        assert_true(st[strlen(st) - 1] == '1'); /* lists: just "1" */
+        free(ids);
+}
+
 static void miss_without_ac_credentials_is_dead_lettered(void **s)
 {
         char ids[1][OSY_ID_BUFSZ];
@@ -1504,6 +1563,8 @@ int main(int argc, char **argv)
                 untick_and_unqualified_give_audit_only, setup, teardown),
             cmocka_unit_test_setup_teardown(
                 poison_goes_to_dlq_and_the_stream_moves_on, setup, teardown),
+            cmocka_unit_test_setup_teardown(
+                poison_in_a_large_batch_keeps_its_reason, setup, teardown),
             cmocka_unit_test_setup_teardown(
                 miss_without_ac_credentials_is_dead_lettered, setup, teardown),
             cmocka_unit_test_setup_teardown(
