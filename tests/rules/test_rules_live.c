@@ -216,6 +216,18 @@ static void state_of(int person, char *buf, size_t size)
         freeReplyObject(reply);
 }
 
+/* Wait (up to WAIT_MS) until the person's state names event @p id: its
+ * batch is written. The state last seen is left in @p buf. */
+static void wait_state_names(int person, const char *id, char *buf, size_t size)
+{
+        for (int64_t end = osy_test_now_ms() + WAIT_MS;;) {
+                state_of(person, buf, size);
+                if (strstr(buf, id) || osy_test_now_ms() > end)
+                        return;
+                osy_test_sleep_ms(50);
+        }
+}
+
 static void produce_raw(const char *topic, const char *key, const void *val,
                         size_t len)
 {
@@ -636,12 +648,7 @@ static void poison_in_a_large_batch_keeps_its_reason(void **s)
         }
         assert_int_equal(dlq, 2);
         /* In order: the last event (an unsubscribe of list 2) stands. */
-        for (int64_t end = osy_test_now_ms() + WAIT_MS;;) {
-                state_of(18, st, sizeof(st));
-                if (strstr(st, ids[EVENTS - 1]) || osy_test_now_ms() > end)
-                        break;
-                osy_test_sleep_ms(50);
-        }
+        wait_state_names(18, ids[EVENTS - 1], st, sizeof(st));
         assert_non_null(strstr(st, ids[EVENTS - 1]));
         assert_true(st[strlen(st) - 1] == '1'); /* lists: just "1" */
         free(ids);
@@ -741,13 +748,9 @@ static void replay_after_the_state_is_gone_is_a_duplicate(void **s)
         assert_int_equal(
             osy_rules_state_key(key, sizeof(key), "optsync", "acme", email),
             OSY_OK);
-        end = osy_test_now_ms() + WAIT_MS;
-        for (;;) {
+        {
                 char st[256];
-                state_of(13, st, sizeof(st));
-                if (strstr(st, ids[0]) || osy_test_now_ms() > end)
-                        break;
-                osy_test_sleep_ms(50);
+                wait_state_names(13, ids[0], st, sizeof(st));
         }
         osy_test_sleep_ms(300);
         assert_int_equal(osy_redis_command_argv(E.r, 2, del, NULL, &reply,
@@ -908,12 +911,9 @@ static void replays_across_seconds_are_each_found_in_their_hash(void **s)
         ac_event(16, OSY_AC_UNSUBSCRIBE, "2", 0, NULL, at[2], 0, ids[2]);
         flush_inputs();
         wait_audits(ids, 3, WAIT_MS);
-        for (int64_t end = osy_test_now_ms() + WAIT_MS;;) {
+        {
                 char st[256];
-                state_of(16, st, sizeof(st));
-                if (strstr(st, ids[2]) || osy_test_now_ms() > end)
-                        break;
-                osy_test_sleep_ms(50);
+                wait_state_names(16, ids[2], st, sizeof(st));
         }
         /* SIGTERM: the worker finishes its writes and commits. */
         stop_workers();
