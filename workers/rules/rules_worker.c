@@ -1413,15 +1413,6 @@ static osy_err_t append(osy_redis_t *conn, int argc, const char **argv,
         return err;
 }
 
-/*
- * Dedup: the events decided are remembered in one hash per second of
- * occurrence (osy_rules_seen_key), field = event id. A batch touches a
- * few hashes, not a key per event: a pipelined SET PX per event was the
- * largest part of Redis' time (300,000 SETs 1.65 s of Redis CPU, the same
- * ids as HSETs of 1,000 fields 0.46-0.79 s, and 38 against 67 MB). A
- * hash's TTL is renewed to the dedup TTL by every write into it, so each
- * id is kept at least that long after it was written.
- */
 /* The errors inside an EXEC's reply (a command of the transaction failed
  * when run), or OSY_OK; any other reply is OSY_OK. */
 static osy_err_t exec_reply_err(const redisReply *r, char *errstr,
@@ -1441,6 +1432,15 @@ static osy_err_t exec_reply_err(const redisReply *r, char *errstr,
         return OSY_OK;
 }
 
+/*
+ * Dedup: the events decided are remembered in one hash per second of
+ * occurrence (osy_rules_seen_key), field = event id. A batch touches a
+ * few hashes, not a key per event: a pipelined SET PX per event was the
+ * largest part of Redis' time (300,000 SETs 1.65 s of Redis CPU, the same
+ * ids as HSETs of 1,000 fields 0.46-0.79 s, and 38 against 67 MB). A
+ * hash's TTL is renewed to the dedup TTL by every write into it, so each
+ * id is kept at least that long after it was written.
+ */
 struct seen_ref {
         int64_t second; /* occurrence second: which hash */
         int msg;        /* index in the batch */
