@@ -76,7 +76,8 @@ static int parse_args(int argc, char **argv, struct smoke_opts *o)
         o->redis_host = "127.0.0.1";
         o->prefix     = OSY_TOPIC_DEFAULT_PREFIX;
         o->tenant     = "demo";
-        for (int i = 1; i < argc; i++) {
+        /* Options come in pairs: the loop steps over both. */
+        for (int i = 1; i < argc; i += 2) {
                 const char *v = i + 1 < argc ? argv[i + 1] : NULL;
                 if (!strcmp(argv[i], "--help"))
                         return -1;
@@ -94,7 +95,6 @@ static int parse_args(int argc, char **argv, struct smoke_opts *o)
                         o->tenant = v;
                 else
                         return -1;
-                i++;
         }
         return o->bootstrap && o->redis_port > 0 && o->redis_port < 65536 ? 0
                                                                           : -1;
