@@ -8,11 +8,17 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t shutdown_flag;
-static volatile sig_atomic_t shutdown_signo;
+/* Atomics, not volatile sig_atomic_t: the handler runs on whichever thread
+ * the signal lands on, and other threads read the flag (sig_atomic_t only
+ * covers a handler and the thread it interrupted; scripts/tsan.sh flagged
+ * it). Lock-free atomics are safe in a signal handler. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic int must be lock-free");
+static atomic_int shutdown_flag;
+static atomic_int shutdown_signo;
 static int wake_pipe[2] = {-1, -1};
 
 static void wake(void)
@@ -26,10 +32,10 @@ static void wake(void)
 
 static void on_signal(int signo)
 {
-        if (shutdown_flag && signo == SIGINT)
+        if (atomic_load(&shutdown_flag) && signo == SIGINT)
                 _exit(130); /* Ctrl-C twice: the person wants out now */
-        shutdown_signo = signo;
-        shutdown_flag  = 1;
+        atomic_store(&shutdown_signo, signo);
+        atomic_store(&shutdown_flag, 1);
         wake();
 }
 
@@ -62,12 +68,12 @@ osy_err_t osy_shutdown_install(char *errstr, size_t errstr_size)
 
 int osy_shutdown_requested(void)
 {
-        return shutdown_flag != 0;
+        return atomic_load(&shutdown_flag) != 0;
 }
 
 int osy_shutdown_signal(void)
 {
-        return shutdown_signo;
+        return atomic_load(&shutdown_signo);
 }
 
 int osy_shutdown_fd(void)
@@ -77,7 +83,7 @@ int osy_shutdown_fd(void)
 
 void osy_shutdown_request(void)
 {
-        shutdown_flag = 1;
+        atomic_store(&shutdown_flag, 1);
         wake();
 }
 
@@ -85,24 +91,24 @@ int osy_shutdown_wait(int timeout_ms)
 {
         struct pollfd pfd = {.fd = wake_pipe[0], .events = POLLIN};
 
-        if (shutdown_flag)
+        if (osy_shutdown_requested())
                 return 1;
         if (wake_pipe[0] < 0) {
                 /* Not installed: plain sleep, the flag may still be set. */
                 if (timeout_ms > 0)
                         usleep((useconds_t)timeout_ms * 1000);
-                return shutdown_flag != 0;
+                return osy_shutdown_requested();
         }
         poll(&pfd, 1, timeout_ms);
-        return shutdown_flag != 0;
+        return osy_shutdown_requested();
 }
 
 void osy_shutdown_reset(void)
 {
         char buf[64];
 
-        shutdown_flag  = 0;
-        shutdown_signo = 0;
+        atomic_store(&shutdown_flag, 0);
+        atomic_store(&shutdown_signo, 0);
         if (wake_pipe[0] >= 0)
                 while (read(wake_pipe[0], buf, sizeof(buf)) > 0)
                         ;

@@ -364,6 +364,8 @@ static void admin_health_ready_metrics(void **state)
         assert_true(metric_value(r.body, "optsync_ingest_produce_latency_"
                                          "seconds_count") == 1);
         assert_true(metric_value(r.body, "optsync_ingest_spool_depth") == 0);
+        assert_true(metric_value(r.body, "optsync_ingest_webhooks_waiting") ==
+                    0); /* answered: none left waiting */
         assert_true(
             metric_value(r.body, "optsync_ingest_spool_oldest_age_seconds") ==
             0);
@@ -623,6 +625,20 @@ static void *post_main(void *arg)
         return NULL;
 }
 
+/* The gauge of webhooks received and not yet answered. */
+static double waiting_webhooks(void)
+{
+        struct http_reply r;
+        double v;
+
+        admin_get(&ing, "/metrics", &r);
+        v = r.status == 200
+                ? metric_value(r.body, "optsync_ingest_webhooks_waiting")
+                : -1;
+        free(r.body);
+        return v;
+}
+
 static void sigterm_answers_pending_and_exits_zero(void **state)
 {
         struct post_job job = {ACWH_TAG_ADDED, {0, NULL}};
@@ -637,7 +653,12 @@ static void sigterm_answers_pending_and_exits_zero(void **state)
         assert_int_equal(
             osy_test_kafka_control(&kafka, "broker-down 1", NULL, 0), 0);
         pthread_create(&t, NULL, post_main, &job);
-        osy_test_sleep_ms(300);
+        /* SIGTERM once it waits (a fixed sleep was too short when the
+         * machine was busy: the post had not arrived). */
+        for (int64_t end = osy_test_now_ms() + 15000;
+             osy_test_now_ms() < end && waiting_webhooks() < 1;)
+                osy_test_sleep_ms(20);
+        assert_int_equal(waiting_webhooks(), 1);
         status = ingest_stop(&ing, 10000);
         pthread_join(t, NULL);
         assert_true(WIFEXITED(status));

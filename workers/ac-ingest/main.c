@@ -194,18 +194,23 @@ static int serve(const osy_config_t *cfg, const osy_tenants_t *tenants,
                      osy_shutdown_signal());
 out:
         /* Order matters: stop taking connections, let pending webhooks get
-         * their answer (Kafka or spool), then stop the HTTP threads. */
+         * their answer (Kafka or spool), close the pipeline (what still
+         * comes, from requests already being received, is spooled), stop
+         * the HTTP threads, and only then free the pipeline they call:
+         * freeing it first let a late request or a readiness probe use
+         * freed memory (found by scripts/tsan.sh). */
         osy_ingest_server_quiesce(server);
         grace = cfg ? osy_config_ms(cfg, OSY_CFG_SHUTDOWN_GRACE) : 0;
         if (pipe && osy_pipe_drain(pipe, (int)(grace / 2)))
                 osy_log_warn("ac-ingest: webhooks still waiting at shutdown "
                              "go to the spool");
-        osy_pipe_destroy(pipe);
+        osy_pipe_close(pipe);
         if (osy_ingest_server_wait_idle(server, 2000))
                 osy_log_warn("ac-ingest: some answers were not sent before "
                              "the HTTP server stopped");
         osy_ingest_server_stop(server);
         osy_admin_stop(admin);
+        osy_pipe_destroy(pipe);
         osy_spool_close(spool);
         osy_metrics_destroy(metrics);
         free(routes);

@@ -62,6 +62,11 @@ struct osy_pipe_s {
         struct pending list; /* sentinel; oldest deadline first */
         size_t n_pending;
 
+        /* Closed (osy_pipe_close): submits go to the spool. Set under
+         * lock; read without it only for readiness. */
+        atomic_int closed;
+        int submitting; /* submits past the closed check (under lock) */
+
         atomic_int degraded;    /* spool first: Kafka failed recently */
         atomic_int stop_replay; /* replayer: finish the batch and exit */
         atomic_int stop_poller;
@@ -194,7 +199,7 @@ static osy_pipe_result_t spool_events(osy_pipe_t *p,
         char errstr[OSY_ERRSTR_SIZE];
         osy_err_t err;
 
-        if (!atomic_exchange(&p->degraded, 1))
+        if (!atomic_exchange(&p->degraded, 1) && !atomic_load(&p->closed))
                 osy_log_warn("ac-ingest: Kafka did not acknowledge; "
                              "spooling events until it does");
         if (!recs) {
@@ -290,18 +295,16 @@ static void pending_dr(void *opaque, osy_err_t err, const char *errstr,
         unref(p, pd, 1);
 }
 
-int osy_pipe_submit(osy_pipe_t *p, const struct osy_acwh_out *evs, size_t n,
-                    osy_pipe_done_cb *cb, void *opaque, osy_pipe_result_t *res)
+/* osy_pipe_submit() on an open pipeline with a producer. */
+static int submit_open(osy_pipe_t *p, const struct osy_acwh_out *evs, size_t n,
+                       osy_pipe_done_cb *cb, void *opaque,
+                       osy_pipe_result_t *res)
 {
         char errstr[OSY_ERRSTR_SIZE];
         struct pending *pd;
         size_t i;
         int owner = 0;
 
-        if (!p->prod || n == 0) {
-                *res = OSY_PIPE_KAFKA; /* baseline mode, or nothing to do */
-                return 0;
-        }
         /* Earlier events wait in the spool: queue behind them, in order. */
         if (atomic_load(&p->degraded)) {
                 *res = spool_events(p, evs, n);
@@ -357,6 +360,36 @@ int osy_pipe_submit(osy_pipe_t *p, const struct osy_acwh_out *evs, size_t n,
         *res = spool_events(p, evs, n);
         unref(p, pd, 1);
         return 0;
+}
+
+int osy_pipe_submit(osy_pipe_t *p, const struct osy_acwh_out *evs, size_t n,
+                    osy_pipe_done_cb *cb, void *opaque, osy_pipe_result_t *res)
+{
+        int async;
+
+        if (!p->prod || n == 0) {
+                *res = OSY_PIPE_KAFKA; /* baseline mode, or nothing to do */
+                return 0;
+        }
+        /* A request whose body was still arriving when the process began
+         * to stop comes here after osy_pipe_close(): its events go to the
+         * spool, replayed by the next start, and it is answered. */
+        pthread_mutex_lock(&p->lock);
+        if (atomic_load(&p->closed)) {
+                pthread_mutex_unlock(&p->lock);
+                *res = spool_events(p, evs, n);
+                return 0;
+        }
+        p->submitting++;
+        pthread_mutex_unlock(&p->lock);
+
+        async = submit_open(p, evs, n, cb, opaque, res);
+
+        pthread_mutex_lock(&p->lock);
+        if (--p->submitting == 0 && atomic_load(&p->closed))
+                pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+        return async;
 }
 
 /* Hand every pending past its deadline (or all, with @p all) to the
@@ -650,6 +683,10 @@ int osy_pipe_ready(osy_pipe_t *p, char *reason, size_t reason_size)
         struct osy_spool_stats st = {0};
         char why[OSY_ERRSTR_SIZE];
 
+        if (atomic_load(&p->closed)) {
+                snprintf(reason, reason_size, "shutting down");
+                return 0;
+        }
         if (!p->prod)
                 return 1;
         if (osy_pipe_fatal(p, why, sizeof(why))) {
@@ -675,10 +712,21 @@ osy_err_t osy_pipe_fatal(osy_pipe_t *p, char *errstr, size_t errstr_size)
         return osy_kafka_producer_fatal(p->prod, errstr, errstr_size);
 }
 
-void osy_pipe_destroy(osy_pipe_t *p)
+void osy_pipe_close(osy_pipe_t *p)
 {
         if (!p)
                 return;
+        pthread_mutex_lock(&p->lock);
+        if (atomic_load(&p->closed)) {
+                pthread_mutex_unlock(&p->lock);
+                return;
+        }
+        atomic_store(&p->closed, 1);
+        /* A submit past the check may be producing: its pending entry
+         * must be listed before expire() below looks. */
+        while (p->submitting > 0)
+                pthread_cond_wait(&p->cond, &p->lock);
+        pthread_mutex_unlock(&p->lock);
         /* Replayer first: its in-flight reports need the poller. */
         atomic_store(&p->stop_replay, 1);
         pthread_mutex_lock(&p->lock);
@@ -686,12 +734,21 @@ void osy_pipe_destroy(osy_pipe_t *p)
         pthread_mutex_unlock(&p->lock);
         if (p->replayer_started)
                 pthread_join(p->replayer, NULL);
+        p->replayer_started = 0;
         atomic_store(&p->stop_poller, 1);
         if (p->poller_started)
                 pthread_join(p->poller, NULL);
+        p->poller_started = 0;
         /* Whatever Kafka has not acknowledged by now goes to the spool, so
          * every caller gets its answer before we go. */
         expire(p, 0, 1);
+}
+
+void osy_pipe_destroy(osy_pipe_t *p)
+{
+        if (!p)
+                return;
+        osy_pipe_close(p);
         if (p->prod) {
                 stats_refresh(p);
                 osy_kafka_producer_destroy(p->prod);

@@ -98,9 +98,20 @@ int osy_pipe_ready(osy_pipe_t *p, char *reason, size_t reason_size);
 osy_err_t osy_pipe_fatal(osy_pipe_t *p, char *errstr, size_t errstr_size);
 
 /**
- * @brief Stop: complete every pending submit (spooling what Kafka did not
- *        acknowledge), stop replaying, flush and destroy the producer.
- *        Undelivered spool records stay for the next start. NULL-safe.
+ * @brief Stop taking events to Kafka: complete every pending submit
+ *        (spooling what Kafka did not acknowledge) and stop replaying.
+ *        Submits after this go to the spool (answered SPOOLED or FAILED),
+ *        and readiness says "shutting down"; the pipeline stays valid for
+ *        callers on other threads (HTTP handlers, readiness probes) until
+ *        osy_pipe_destroy(). Idempotent; NULL-safe.
+ */
+void osy_pipe_close(osy_pipe_t *p);
+
+/**
+ * @brief osy_pipe_close() if not done, then flush and destroy the
+ *        producer and free the pipeline. Nothing may call into it any
+ *        more: stop the HTTP servers that use it first. Undelivered spool
+ *        records stay for the next start. NULL-safe.
  */
 void osy_pipe_destroy(osy_pipe_t *p);
 

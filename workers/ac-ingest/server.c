@@ -44,8 +44,11 @@ struct osy_ingest_server_s {
         size_t n_routes;
         osy_pipe_t *pipe;
         osy_metric_t *m_requests;
+        osy_series_t *m_waiting; /* gauge: the waiting count below */
         int quiesced;
-        atomic_int waiting; /* suspended or resumed, not yet answered */
+        /* Handed to the pipeline and not yet answered: from the suspend
+         * until MHD reports the answer sent (or the connection gone). */
+        atomic_int waiting;
 };
 
 enum req_state {
@@ -61,6 +64,7 @@ struct req {
         const struct route *route;
         unsigned status; /* an error decided while receiving (0: none) */
         int answered;    /* a response is queued: ignore what follows */
+        int waited;      /* counted in srv->waiting until completed */
         char reason[OSY_ERRSTR_SIZE];
         char *body;
         size_t len, cap, discarded;
@@ -360,7 +364,9 @@ static enum MHD_Result on_complete(osy_ingest_server_t *s, struct req *r)
         /* Suspend before submitting: the answer may come from the poller
          * thread before submit even returns. */
         atomic_store(&r->state, RS_WAITING);
+        r->waited = 1;
         atomic_fetch_add(&s->waiting, 1);
+        osy_gauge_add(s->m_waiting, 1);
         MHD_suspend_connection(r->conn);
         if (!osy_pipe_submit(s->pipe, r->res.out, r->res.n, on_pipe_done, r,
                              &res))
@@ -390,7 +396,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                     (osy_pipe_result_t)atomic_load(&r->result);
                 atomic_store(&r->state, RS_RECEIVING);
                 r->answered = 1;
-                atomic_fetch_sub(&s->waiting, 1);
                 if (res == OSY_PIPE_FAILED)
                         return fail(r, MHD_HTTP_SERVICE_UNAVAILABLE,
                                     r->res.type_label,
@@ -417,6 +422,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
         if (!r)
                 return;
+        if (r->waited) {
+                /* Answered and sent (or the client went away): only now
+                 * may a shutdown stop the HTTP threads (wait_idle). */
+                atomic_fetch_sub(&r->srv->waiting, 1);
+                osy_gauge_add(r->srv->m_waiting, -1);
+        }
         osy_acwh_result_clear(&r->res);
         free(r->body);
         free(r);
@@ -505,6 +516,19 @@ osy_err_t osy_ingest_server_start(osy_ingest_server_t **sp,
                 err = OSY_ERR_INVALID;
                 goto out;
         }
+        if (opts->metrics) {
+                osy_metric_t *m;
+                if (osy_metrics_gauge_new(opts->metrics, &m,
+                                          "optsync_ingest_webhooks_waiting",
+                                          "Webhooks received and not yet "
+                                          "answered: waiting for Kafka's "
+                                          "acknowledgement or the spool",
+                                          NULL, errstr, errstr_size)) {
+                        err = OSY_ERR_INVALID;
+                        goto out;
+                }
+                s->m_waiting = osy_metric_series(m, NULL);
+        }
         errno     = 0;
         s->daemon = MHD_start_daemon(
             flags, (uint16_t)opts->port, NULL, NULL, on_request, s,
@@ -563,16 +587,15 @@ void osy_ingest_server_quiesce(osy_ingest_server_t *s)
 int osy_ingest_server_wait_idle(osy_ingest_server_t *s, int timeout_ms)
 {
         int left = s ? atomic_load(&s->waiting) : 0;
-        int had  = left;
 
-        /* Answers go out on MHD's threads once resumed: poll briefly. */
+        /* Answers go out on MHD's threads once resumed; a request leaves
+         * the count when MHD says its answer is sent (on_completed), so
+         * nothing is cut off by the stop that follows. (A fixed 100 ms
+         * for the writes was too short on a loaded machine.) */
         for (int waited = 0; left > 0 && waited < timeout_ms; waited += 10) {
                 usleep(10000);
                 left = atomic_load(&s->waiting);
         }
-        /* Queued is not yet written: give the last ones a moment. */
-        if (had)
-                usleep(100000);
         return left;
 }
 

@@ -58,8 +58,9 @@ int osy_ingest_server_port(const osy_ingest_server_t *s);
 void osy_ingest_server_quiesce(osy_ingest_server_t *s);
 
 /**
- * @brief Wait until every suspended webhook has been answered (after the
- *        pipeline completed them), at most @p timeout_ms.
+ * @brief Wait until every webhook handed to the pipeline has had its
+ *        answer sent (MHD reports the request complete), at most
+ *        @p timeout_ms.
  * @returns the number still unanswered (0: idle).
  */
 int osy_ingest_server_wait_idle(osy_ingest_server_t *s, int timeout_ms);
