@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run every test from a fresh machine: install the Debian packages, lint,
-# build with ASan+UBSan and run the unit tests there, then build Release and
-# run the whole suite (unit + integration). The last lines printed are
-# CTest's summary.
+# build with ASan+UBSan and run the unit tests there, build with TSan and
+# run the tests of the threaded workers there (any data race reported by
+# any process fails), then build Release and run the whole suite. The last
+# lines printed are CTest's summary.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +21,8 @@ scripts/build.sh asan "$top/build-asan" >/dev/null
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest -L unit -j"$jobs" --output-on-failure)
+echo "== thread sanitizer build (TSan): rules, writers, ingest, integration tests"
+scripts/tsan.sh
 echo "== release build: every test"
 scripts/build.sh release "$top/build" >/dev/null
 cd build
