@@ -15,7 +15,8 @@
 #        RUNS (3: whole runs, each on a fresh broker and Redis; the RESULT
 #        line has the median of each rate and the largest RSS: one shared
 #        2-core machine varies by 20% from run to run),
-#        RULES_PERF (a path: perf record the worker into it)
+#        RULES_PERF (a path: perf record the worker into it),
+#        RULES_ENV (VAR=value ... for the worker alone, e.g. GLIBC_TUNABLES)
 set -euo pipefail
 
 runs=${RUNS:-3}
@@ -158,7 +159,7 @@ OPTSYNC_KAFKA_BOOTSTRAP=$bootstrap OPTSYNC_REDIS_PORT=$redis_port \
 OPTSYNC_ADMIN_ADDR=127.0.0.1 OPTSYNC_ADMIN_PORT=0 \
 OPTSYNC_KAFKA_GROUP_ID=bench-rules OPTSYNC_RULES_SESSION_TIMEOUT=6s \
 OPTSYNC_RULES_BATCH_SIZE=$batch OPTSYNC_LOG_LEVEL=${RULES_LOG_LEVEL:-info} \
-    "$rules" >"$dir/rules.out" 2>"$dir/rules.log" &
+    env ${RULES_ENV:-} "$rules" >"$dir/rules.out" 2>"$dir/rules.log" &
 rpid=$!
 ppid_=
 if [ -n "${RULES_PERF:-}" ]; then # profile the worker: perf.data path
@@ -194,8 +195,9 @@ rtt=$(metric optsync_rules_redis_roundtrips_total)
 lookups=$(metric optsync_rules_ac_lookups_total)
 dlq=$(metric optsync_rules_dead_letters_total)
 rss_kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$rpid/status")
-[ -z "${KEEP_LOG:-}" ] || redis-cli -p "$redis_port" INFO commandstats \
-    >"$KEEP_LOG.redis" 2>/dev/null || true
+minflt=$(awk '{ print $10 }' "/proc/$rpid/stat")
+redis-cli -p "$redis_port" INFO commandstats >"$dir/commandstats" 2>/dev/null || true
+[ -z "${KEEP_LOG:-}" ] || cp "$dir/commandstats" "$KEEP_LOG.redis"
 [ -z "$ppid_" ] || kill -INT "$ppid_" 2>/dev/null || true
 [ -z "$ppid_" ] || wait "$ppid_" 2>/dev/null || true
 stop "$rpid"
@@ -203,11 +205,16 @@ rpid=
 printf 'bench: rules  %8.0f events/s (%.3f s from assignment to the last audit record)\n' \
     "$rules_rate" "$(echo "$t1 - $t0" | bc -l)" >&2
 echo "bench: redis round trips $rtt, AC look-ups $lookups, dead letters $dlq," \
-    "peak RSS ${rss_kb} kB" >&2
+    "peak RSS ${rss_kb} kB, page faults $minflt" >&2
 printf 'bench: CPU per 1000 events: rules %.1f ms, broker %.1f ms, redis %.1f ms (load: %s)\n' \
     "$(echo "$cpu_r * 1000000 / $events" | bc -l)" \
     "$(echo "$cpu_k * 1000000 / $events" | bc -l)" \
     "$(echo "$cpu_d * 1000000 / $events" | bc -l)" "$(cut -d' ' -f1-3 /proc/loadavg)" >&2
+# Where Redis' time goes (the seed's SETs are not in these; the apply
+# script's SETs are within evalsha, the dedup HSETs within exec).
+echo "bench: Redis time per event:" $(awk -F'[:,=]' -v n="$events" \
+    '/^cmdstat_(evalsha|mget|exec|hmget):/ { printf "%s %.2f us,", substr($1, 9), $5 / n }' \
+    "$dir/commandstats") >&2
 [ "$lookups" -eq 0 ] && [ "$dlq" -eq 0 ] ||
     { echo "bench: unexpected look-ups or dead letters" >&2; exit 1; }
 
