@@ -393,7 +393,8 @@ int osy_pipe_submit(osy_pipe_t *p, const struct osy_acwh_out *evs, size_t n,
 }
 
 /* Hand every pending past its deadline (or all, with @p all) to the
- * spool. Runs on the poller thread (or destroy, after it stopped). */
+ * spool. Runs on the poller thread (or osy_pipe_close(), after it
+ * stopped). */
 static void expire(osy_pipe_t *p, int64_t now, int all)
 {
         struct pending *expired = NULL, **tail = &expired;
@@ -726,10 +727,8 @@ void osy_pipe_close(osy_pipe_t *p)
          * must be listed before expire() below looks. */
         while (p->submitting > 0)
                 pthread_cond_wait(&p->cond, &p->lock);
-        pthread_mutex_unlock(&p->lock);
         /* Replayer first: its in-flight reports need the poller. */
         atomic_store(&p->stop_replay, 1);
-        pthread_mutex_lock(&p->lock);
         pthread_cond_broadcast(&p->cond);
         pthread_mutex_unlock(&p->lock);
         if (p->replayer_started)
