@@ -6,7 +6,9 @@
 # event; the worker's peak RSS. The events are produced before anything is
 # timed (a full backlog); each stage is timed from when it starts consuming
 # to when its last output is acknowledged (the output topic's end, followed
-# by rules-bench-gen --wait). Last line:
+# by rules-bench-gen --wait). It also prints CPU per event of each process,
+# and what the worker's Redis commands cost Redis on an otherwise idle
+# machine (rules-bench-gen --redis-floor). Last line:
 #   RESULT rules_events_per_s=N ratio_vs_kcat=R redis_rtt_per_event=X rss_mb=M
 #
 # usage: bench/rules.sh
@@ -136,16 +138,29 @@ done_at() { # t1: the wall clock the follower saw the last output
 # ---- 1. kcat pass-through: consume N, produce each again (key kept) ------
 echo "bench: kcat pass-through of $events events" >&2
 follow bench.kcat.out
+cpu0_k=$(cpu_s "$kpid")
 t0=$(now)
-kcat -C -b "$bootstrap" -t bench.kcat.in -o beginning -c "$events" -q \
-    -f '%k\t%s\n' |
-    kcat -P -b "$bootstrap" -t bench.kcat.out -K $'\t' 2>"$dir/kcat.log" &
+# In a subshell whose `times` gives both kcat processes' CPU.
+(
+    kcat -C -b "$bootstrap" -t bench.kcat.in -o beginning -c "$events" -q \
+        -f '%k\t%s\n' |
+        kcat -P -b "$bootstrap" -t bench.kcat.out -K $'\t' 2>"$dir/kcat.log"
+    times >"$dir/kcat.times"
+) &
 cpid=$!
 done_at
 wait "$cpid"
 cpid=
 kcat_rate=$(echo "$events / ($t1 - $t0)" | bc -l)
+cpu_kc=$(awk 'NR == 2 { t = 0
+    for (i = 1; i <= 2; i++) { split($i, a, "m"); t += a[1] * 60 + a[2] }
+    printf "%.3f\n", t }' "$dir/kcat.times")
 printf 'bench: kcat   %8.0f events/s\n' "$kcat_rate" >&2
+# The ceiling a stage has on this machine: CPU per event against the
+# cores (see bench/README.md, "Sixth session").
+printf 'bench: CPU per 1000 events: kcat %.1f ms (both processes), broker %.1f ms\n' \
+    "$(echo "$cpu_kc * 1000000 / $events" | bc -l)" \
+    "$(echo "($(cpu_s "$kpid") - $cpu0_k) * 1000000 / $events" | bc -l)" >&2
 
 # ---- 2. the rules worker ----------------------------------------------------
 "$gen" --seed-redis "$redis_port" --persons "$persons" --events 1
@@ -217,6 +232,12 @@ echo "bench: Redis time per event:" $(awk -F'[:,=]' -v n="$events" \
     "$dir/commandstats") >&2
 [ "$lookups" -eq 0 ] && [ "$dlq" -eq 0 ] ||
     { echo "bench: unexpected look-ups or dead letters" >&2; exit 1; }
+# What the worker's Redis work costs Redis with nothing else running (its
+# own keys: a prefix of their own), against kcat's whole CPU per event.
+floor=$("$gen" --redis-floor "$redis_port" --events "$events" \
+    --persons "$persons" --prefix bench-floor) ||
+    { echo "bench: rules-bench-gen --redis-floor failed" >&2; exit 1; }
+echo "bench: Redis alone, per event, idle machine: $floor" >&2
 
 printf 'RESULT rules_events_per_s=%.0f ratio_vs_kcat=%.2f redis_rtt_per_event=%.4f rss_mb=%.1f\n' \
     "$rules_rate" "$(echo "$rules_rate / $kcat_rate" | bc -l)" \

@@ -16,6 +16,7 @@
 #include "optsync/redis.h"
 #include "rules_decide.h"
 #include "rules_state.h"
+#include "rules_worker.h"
 
 #define T0 INT64_C(1795666380000)
 
@@ -25,7 +26,7 @@ struct gen_opts {
         long events, persons;
         double timeout_s;
         int redis_port;
-        int seed, produce, wait, cpu;
+        int seed, produce, wait, cpu, redis_floor;
 };
 
 static double now_s(void)
@@ -44,13 +45,13 @@ static double wall_s(void)
 
 static void usage(void)
 {
-        fprintf(stderr,
-                "usage: rules-bench-gen [--seed-redis PORT] [--produce "
-                "BOOTSTRAP TOPIC]\n"
-                "                       [--wait BOOTSTRAP OUT_TOPIC "
-                "[--ready FILE] [--timeout S]]\n"
-                "                       [--cpu] [--events N] [--persons M] "
-                "[--tenant T] [--prefix P]\n");
+        fprintf(stderr, "usage: rules-bench-gen [--seed-redis PORT] [--produce "
+                        "BOOTSTRAP TOPIC]\n"
+                        "                       [--wait BOOTSTRAP OUT_TOPIC "
+                        "[--ready FILE] [--timeout S]]\n"
+                        "                       [--cpu] [--redis-floor PORT] "
+                        "[--events N] [--persons M]\n"
+                        "                       [--tenant T] [--prefix P]\n");
 }
 
 /* Person p's state: qualified, contact "<p>", no active list yet. */
@@ -402,6 +403,230 @@ out:
 }
 
 /*
+ * --redis-floor PORT: Redis' own time per event (INFO commandstats, so
+ * neither the client nor the network counts) for the rules worker's Redis
+ * work on the seeded people, in batches of 1,000 events as the worker
+ * sends it: the state read (one MGET), the state write (the worker's apply
+ * script, EVALSHA over chunks of 200) and the dedup entries (MULTI, HSET,
+ * PEXPIRE, EXEC). For scale, two cheaper variants that the worker cannot
+ * use: the write without the script (SET ... PX ... GET pipelined, which
+ * loses the atomic compare-and-set) and one plain GET per person (the
+ * least any per-person command costs). What no change to the worker can
+ * save, whatever it does with its own CPU.
+ */
+#define FLOOR_BATCH 1000
+#define FLOOR_CHUNK 200 /* the worker's APPLY_CHUNK */
+#define FLOOR_TTL_MS "2592000000"
+
+enum floor_phase {
+        F_MGET,
+        F_APPLY,
+        F_SETGET,
+        F_DEDUP,
+        F_GET,
+        F_PHASES
+};
+
+/* Sum of usec over INFO commandstats, but for INFO and CONFIG. */
+static int server_us(osy_redis_t *r, double *us, char *errstr,
+                     size_t errstr_size)
+{
+        const char *argv[2] = {"INFO", "commandstats"};
+        redisReply *rep     = NULL;
+        const char *line;
+
+        *us = 0;
+        if (osy_redis_command_argv(r, 2, argv, NULL, &rep, errstr, errstr_size))
+                return -1;
+        for (line = rep->str; line && *line;) {
+                const char *usec = strstr(line, ",usec=");
+                const char *eol  = strchr(line, '\n');
+                if (!strncmp(line, "cmdstat_", 8) &&
+                    strncmp(line, "cmdstat_info", 12) &&
+                    strncmp(line, "cmdstat_config", 14) && usec &&
+                    (!eol || usec < eol))
+                        *us += strtod(usec + 6, NULL);
+                line = eol ? eol + 1 : NULL;
+        }
+        freeReplyObject(rep);
+        return 0;
+}
+
+/* One batch of @p phase over events [b0, b0 + n), as one pipeline. */
+static int floor_batch(osy_redis_t *r, const struct gen_opts *o,
+                       enum floor_phase phase, char **keys, const char *sha,
+                       long b0, long n, long version, long salt, char *errstr,
+                       size_t errstr_size)
+{
+        enum {
+                ARGS = 3 + 3 * FLOOR_BATCH + 8
+        };
+        static const char *argv[ARGS];
+        static char vals[FLOOR_BATCH][64], nums[FLOOR_BATCH][24];
+        static char ids[FLOOR_BATCH][OSY_ID_BUFSZ];
+        char seen[OSY_RULES_KEY_BUFSZ], nk[16];
+        redisReply *rep[FLOOR_BATCH / FLOOR_CHUNK + 4 + FLOOR_BATCH] = {0};
+        size_t ncmds                                                 = 0;
+        int argc                                                     = 0;
+
+        for (long i = 0; i < n; i++) {
+                long e = b0 + i, p = e % o->persons;
+                snprintf(nums[i], sizeof(nums[i]), "%ld", version + e);
+                snprintf(vals[i], sizeof(vals[i]), "1|%ld|%ld|3|4|-|%ld|1",
+                         version + e, e, p);
+                snprintf(ids[i], sizeof(ids[i]), "%016lx%0*lx",
+                         (unsigned long)salt, OSY_ID_LEN - 16,
+                         (unsigned long)e);
+        }
+#define FLOOR_APPEND()                                                         \
+        do {                                                                   \
+                if (osy_redis_pipeline_append_argv(r, argc, argv, NULL,        \
+                                                   errstr, errstr_size))       \
+                        return -1;                                             \
+                ncmds++;                                                       \
+                argc = 0;                                                      \
+        } while (0)
+        switch (phase) {
+        case F_MGET:
+                argv[argc++] = "MGET";
+                for (long i = 0; i < n; i++)
+                        argv[argc++] = keys[(b0 + i) % o->persons];
+                FLOOR_APPEND();
+                break;
+        case F_APPLY:
+                for (long c0 = 0; c0 < n; c0 += FLOOR_CHUNK) {
+                        long cn = n - c0 < FLOOR_CHUNK ? n - c0 : FLOOR_CHUNK;
+                        snprintf(nk, sizeof(nk), "%ld", cn);
+                        argv[argc++] = "EVALSHA";
+                        argv[argc++] = sha;
+                        argv[argc++] = nk;
+                        for (long k = c0; k < c0 + cn; k++)
+                                argv[argc++] = keys[(b0 + k) % o->persons];
+                        argv[argc++] = FLOOR_TTL_MS;
+                        for (long k = c0; k < c0 + cn; k++) {
+                                argv[argc++] = vals[k];
+                                argv[argc++] = nums[k];
+                        }
+                        FLOOR_APPEND();
+                }
+                break;
+        case F_SETGET:
+        case F_GET:
+                for (long i = 0; i < n; i++) {
+                        argv[argc++] = phase == F_GET ? "GET" : "SET";
+                        argv[argc++] = keys[(b0 + i) % o->persons];
+                        if (phase == F_SETGET) {
+                                argv[argc++] = vals[i];
+                                argv[argc++] = "PX";
+                                argv[argc++] = FLOOR_TTL_MS;
+                                argv[argc++] = "GET";
+                        }
+                        FLOOR_APPEND();
+                }
+                break;
+        default: /* F_DEDUP: the events' second, as the worker buckets */
+                if (osy_rules_seen_key(seen, sizeof(seen), o->prefix,
+                                       T0 + (b0 / o->persons) * 1000)) {
+                        snprintf(errstr, errstr_size, "prefix too long");
+                        return -1;
+                }
+                argv[argc++] = "MULTI";
+                FLOOR_APPEND();
+                argv[argc++] = "HSET";
+                argv[argc++] = seen;
+                for (long i = 0; i < n; i++) {
+                        argv[argc++] = ids[i];
+                        argv[argc++] = "1";
+                }
+                FLOOR_APPEND();
+                argv[argc++] = "PEXPIRE";
+                argv[argc++] = seen;
+                argv[argc++] = FLOOR_TTL_MS;
+                FLOOR_APPEND();
+                argv[argc++] = "EXEC";
+                FLOOR_APPEND();
+                break;
+        }
+#undef FLOOR_APPEND
+        if (osy_redis_pipeline_exec(r, rep, ncmds, errstr, errstr_size))
+                return -1;
+        for (size_t c = 0; c < ncmds; c++)
+                if (osy_redis_reply_err(rep[c], errstr, errstr_size)) {
+                        osy_redis_replies_free(rep, ncmds);
+                        return -1;
+                }
+        osy_redis_replies_free(rep, ncmds);
+        return 0;
+}
+
+static int redis_floor(const struct gen_opts *o)
+{
+        static const char *const names[F_PHASES] = {"read_mget", "apply_script",
+                                                    "write_without_script",
+                                                    "dedup", "plain_get"};
+        struct osy_redis_opts ro = {.host = "127.0.0.1", .port = o->redis_port};
+        osy_redis_t *r           = NULL;
+        osy_redis_script_t *apply = NULL;
+        char **keys               = calloc((size_t)o->persons, sizeof(*keys));
+        char errstr[OSY_ERRSTR_SIZE] = "out of memory";
+        double us[F_PHASES];
+        /* Event ids new to Redis in every run, as the worker's are: an
+         * HSET that adds a field costs more than one that overwrites. */
+        long salt = (long)(wall_s() * 1e6);
+        int rc    = 1;
+
+        if (!keys || osy_redis_connect(&r, &ro, errstr, sizeof(errstr)) ||
+            osy_redis_script_new(&apply, osy_rules_apply_lua, errstr,
+                                 sizeof(errstr)) ||
+            osy_redis_script_load(r, apply, errstr, sizeof(errstr)))
+                goto fail;
+        for (long p = 0; p < o->persons; p++) {
+                char email[64], key[OSY_RULES_KEY_BUFSZ];
+                snprintf(email, sizeof(email), "p%ld@example.com", p);
+                if (osy_rules_state_key(key, sizeof(key), o->prefix, o->tenant,
+                                        email) ||
+                    !(keys[p] = strdup(key)))
+                        goto fail;
+        }
+        for (int ph = 0; ph < F_PHASES; ph++) {
+                const char *reset[2] = {"CONFIG", "RESETSTAT"};
+                redisReply *rep      = NULL;
+                /* Every phase writes newer versions than the last. */
+                long version = T0 + (long)(ph + 1) * o->events;
+                if (osy_redis_command_argv(r, 2, reset, NULL, &rep, errstr,
+                                           sizeof(errstr)))
+                        goto fail;
+                freeReplyObject(rep);
+                for (long b0 = 0; b0 < o->events; b0 += FLOOR_BATCH) {
+                        long n = o->events - b0 < FLOOR_BATCH ? o->events - b0
+                                                              : FLOOR_BATCH;
+                        if (floor_batch(r, o, (enum floor_phase)ph, keys,
+                                        osy_redis_script_sha(apply), b0, n,
+                                        version, salt, errstr, sizeof(errstr)))
+                                goto fail;
+                }
+                if (server_us(r, &us[ph], errstr, sizeof(errstr)))
+                        goto fail;
+                us[ph] /= (double)o->events;
+        }
+        printf("redis_us_per_event");
+        for (int ph = 0; ph < F_PHASES; ph++)
+                printf(" %s=%.2f", names[ph], us[ph]);
+        printf(" worker_total=%.2f\n", us[F_MGET] + us[F_APPLY] + us[F_DEDUP]);
+        rc = 0;
+        goto out;
+fail:
+        fprintf(stderr, "redis-floor: %s\n", errstr);
+out:
+        for (long p = 0; keys && p < o->persons; p++)
+                free(keys[p]);
+        free(keys);
+        osy_redis_script_destroy(apply);
+        osy_redis_destroy(r);
+        return rc;
+}
+
+/*
  * Follow @p o->topic's end until it has grown by o->events: a consumer
  * and producer stage is done when its last output is acknowledged (the
  * broker moves a partition's end when it appends). Writes "ready" to
@@ -490,6 +715,9 @@ int main(int argc, char **argv)
                         o.topic     = argv[++i];
                 } else if (!strcmp(argv[i], "--cpu")) {
                         o.cpu = 1;
+                } else if (!strcmp(argv[i], "--redis-floor") && i + 1 < argc) {
+                        o.redis_floor = 1;
+                        o.redis_port  = (int)strtol(argv[++i], &end, 10);
                 } else if (!strcmp(argv[i], "--ready") && i + 1 < argc) {
                         o.ready_file = argv[++i];
                 } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
@@ -503,18 +731,20 @@ int main(int argc, char **argv)
                         return 2;
                 }
         }
-        if ((!o.seed && !o.produce && !o.wait && !o.cpu) || o.events < 1 ||
-            o.persons < 1 || o.timeout_s <= 0) {
+        if ((!o.seed && !o.produce && !o.wait && !o.cpu && !o.redis_floor) ||
+            o.events < 1 || o.persons < 1 || o.timeout_s <= 0) {
                 usage();
                 return 2;
         }
-        if (o.seed && seed(&o))
+        if ((o.seed || o.redis_floor) && seed(&o))
                 return 1;
         if (o.produce && produce(&o))
                 return 1;
         if (o.wait && wait_output(&o))
                 return 1;
         if (o.cpu && cpu_stages(&o))
+                return 1;
+        if (o.redis_floor && redis_floor(&o))
                 return 1;
         return 0;
 }
