@@ -224,6 +224,55 @@ static void limits_accept_numbers_and_strings(void **state)
         assert_int_equal(sfw_limits_parse("{}", &max, &rem), -1);
 }
 
+/* Quota numbers come from SF's answers: anything outside whole numbers
+ * 0..2^53 is refused, so a hostile or broken answer can neither make the
+ * double-to-integer conversion undefined nor overflow the reserve. Before,
+ * 1e300 was cast to int64_t, and "99999999999999999999" became
+ * LLONG_MAX, whose reserve (max * percent) overflowed. */
+static void quota_numbers_out_of_range_are_refused(void **state)
+{
+        static const char *const bad_limits[] = {
+            "{\"DailyApiRequests\":{\"Max\":1e300,\"Remaining\":1}}",
+            "{\"DailyApiRequests\":{\"Max\":-5,\"Remaining\":1}}",
+            "{\"DailyApiRequests\":{\"Max\":15000.5,\"Remaining\":1}}",
+            "{\"DailyApiRequests\":{\"Max\":0,\"Remaining\":0}}",
+            "{\"DailyApiRequests\":{\"Max\":100,\"Remaining\":101}}",
+            "{\"DailyApiRequests\":{\"Max\":\"99999999999999999999\","
+            "\"Remaining\":\"1\"}}",
+            "{\"DailyApiRequests\":{\"Max\":\"-5\",\"Remaining\":\"1\"}}",
+            "{\"DailyApiRequests\":{\"Max\":\"12abc\",\"Remaining\":\"1\"}}",
+            "{\"DailyApiRequests\":{\"Max\":\"\",\"Remaining\":\"1\"}}",
+            "{\"DailyApiRequests\":{\"Max\":15000,\"Remaining\":true}}"};
+        static const char *const bad_info[] = {
+            "api-usage=1/99999999999999999999",
+            "api-usage=99999999999999999999/5000",
+            "api-usage=+5/10",
+            "api-usage=5/-10",
+            "api-usage=5/",
+            "api-usage=/10"};
+        int64_t a = 0, b = 0;
+        struct sfw_quota q;
+        (void)state;
+        for (size_t i = 0; i < sizeof(bad_limits) / sizeof(*bad_limits); i++)
+                if (sfw_limits_parse(bad_limits[i], &a, &b) != -1)
+                        fail_msg("accepted: %s", bad_limits[i]);
+        for (size_t i = 0; i < sizeof(bad_info) / sizeof(*bad_info); i++)
+                if (sfw_limit_info_parse(bad_info[i], &a, &b) != -1)
+                        fail_msg("accepted: %s", bad_info[i]);
+        /* The edges are fine, and an overage is what SF reports. */
+        assert_int_equal(sfw_limit_info_parse("api-usage=5001/5000", &a, &b),
+                         0);
+        assert_int_equal(a, 5001);
+        assert_int_equal(sfw_limits_parse("{\"DailyApiRequests\":{\"Max\":"
+                                          "9007199254740992,\"Remaining\":0}}",
+                                          &a, &b),
+                         0);
+        assert_true(a == SFW_QUOTA_MAX && b == 0);
+        sfw_quota_init(&q, 10, 60000);
+        sfw_quota_observe(&q, a - b, a, 0);
+        assert_true(sfw_quota_reserve(&q) == SFW_QUOTA_MAX / 10);
+}
+
 static void daily_limit_is_told_from_concurrency(void **state)
 {
         (void)state;
@@ -299,6 +348,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(rest_errors_and_html_pages),
             cmocka_unit_test(limit_info_is_parsed_leniently),
             cmocka_unit_test(limits_accept_numbers_and_strings),
+            cmocka_unit_test(quota_numbers_out_of_range_are_refused),
             cmocka_unit_test(daily_limit_is_told_from_concurrency),
             cmocka_unit_test(quota_keeps_the_reserve),
             cmocka_unit_test(quota_exhausted_pauses),

@@ -6,6 +6,7 @@
 #include "sf_writer.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,11 +207,30 @@ void sfw_rest_error(const char *body, char *code, size_t code_size,
 
 /* ---- quota --------------------------------------------------------------- */
 
+/* Parse the decimal digits at @p p (no sign) up to SFW_QUOTA_MAX; *endp
+ * gets the first byte after them. -1 if none, or too large. */
+static int quota_number(const char *p, const char **endp, int64_t *out)
+{
+        int64_t v     = 0;
+        const char *s = p;
+
+        for (; *s >= '0' && *s <= '9'; s++) {
+                v = v * 10 + (*s - '0');
+                if (v > SFW_QUOTA_MAX)
+                        return -1;
+        }
+        *endp = s;
+        if (s == p)
+                return -1;
+        *out = v;
+        return 0;
+}
+
 int sfw_limit_info_parse(const char *value, int64_t *used, int64_t *max)
 {
         const char *p = value ? strstr(value, "api-usage=") : NULL;
-        char *end;
-        long long u, m;
+        const char *end;
+        int64_t u, m;
 
         /* "per-app-api-usage=" also contains the needle: take the one at
          * the start or after a separator. */
@@ -219,33 +239,32 @@ int sfw_limit_info_parse(const char *value, int64_t *used, int64_t *max)
         if (!p)
                 return -1;
         p += strlen("api-usage=");
-        u = strtoll(p, &end, 10);
-        if (end == p || *end != '/' || u < 0)
+        if (quota_number(p, &end, &u) || *end != '/')
                 return -1;
-        p = end + 1;
-        m = strtoll(p, &end, 10);
-        if (end == p || m <= 0)
+        if (quota_number(end + 1, &end, &m) || m <= 0)
                 return -1;
         *used = u;
         *max  = m;
         return 0;
 }
 
-/* An early /limits example sends numbers as strings: accept both. */
+/* An early /limits example sends numbers as strings: accept both, as
+ * whole numbers in 0..SFW_QUOTA_MAX (a fraction, a sign, an exponent
+ * beyond it or trailing bytes: -1). */
 static int json_int(const cJSON *it, int64_t *out)
 {
-        char *end;
+        const char *end;
+
         if (cJSON_IsNumber(it)) {
-                *out = (int64_t)it->valuedouble;
-                return 0;
-        }
-        if (cJSON_IsString(it) && it->valuestring && *it->valuestring) {
-                long long v = strtoll(it->valuestring, &end, 10);
-                if (*end)
+                double d = it->valuedouble;
+                if (!(d >= 0 && d <= (double)SFW_QUOTA_MAX) || d != floor(d))
                         return -1;
-                *out = v;
+                *out = (int64_t)d;
                 return 0;
         }
+        if (cJSON_IsString(it) && it->valuestring &&
+            !quota_number(it->valuestring, &end, out) && !*end)
+                return 0;
         return -1;
 }
 
@@ -259,7 +278,8 @@ int sfw_limits_parse(const char *body, int64_t *max, int64_t *remaining)
         if (cJSON_IsObject(d) &&
             !json_int(cJSON_GetObjectItemCaseSensitive(d, "Max"), max) &&
             !json_int(cJSON_GetObjectItemCaseSensitive(d, "Remaining"),
-                      remaining))
+                      remaining) &&
+            *max > 0 && *remaining <= *max)
                 rc = 0;
         cJSON_Delete(root);
         return rc;

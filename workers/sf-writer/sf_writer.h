@@ -217,16 +217,25 @@ void sfw_rest_error(const char *body, char *code, size_t code_size,
 
 /* ---- quota --------------------------------------------------------------- */
 
+/** The largest API count the quota parsers accept: 2^53, exact as a JSON
+ *  number, and small enough that max * reserve percent cannot overflow.
+ *  An org's daily allowance is in the millions. */
+#define SFW_QUOTA_MAX INT64_C(9007199254740992)
+
 /**
  * @brief Parse "api-usage=USED/MAX" out of a Sforce-Limit-Info value
  *        (other parts such as "; per-app-api-usage=..." are ignored).
- * @returns 0 and the numbers, or -1 if absent or malformed.
+ *        USED may exceed MAX (SF allows a brief overage).
+ * @returns 0 and the numbers, or -1 if absent or malformed: not digits,
+ *          MAX 0, or either over SFW_QUOTA_MAX.
  */
 int sfw_limit_info_parse(const char *value, int64_t *used, int64_t *max);
 
 /**
- * @brief Parse GET /limits: DailyApiRequests Max and Remaining (numbers or
- *        strings). @returns 0, or -1.
+ * @brief Parse GET /limits: DailyApiRequests Max and Remaining (whole
+ *        numbers, as JSON numbers or strings).
+ * @returns 0, or -1 if either is missing or malformed (a fraction, a sign,
+ *          over SFW_QUOTA_MAX), Max is 0, or Remaining exceeds Max.
  */
 int sfw_limits_parse(const char *body, int64_t *max, int64_t *remaining);
 
