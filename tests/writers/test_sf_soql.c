@@ -268,6 +268,45 @@ static void query_result_rows_and_next_page(void **state)
         free(rows);
 }
 
+/* What a query answer may carry into a write is checked: a
+ * ConvertedContactId becomes the id of a PATCH (one quote in it broke the
+ * whole 200-record body), and nextRecordsUrl is fetched with the bearer
+ * token ("@evil.example/x" after the instance URL makes evil.example the
+ * host). Either refuses the answer; so does "done": false with no next
+ * page, which used to pass as complete and leave records unwritten. */
+static void query_result_refuses_what_would_misdirect_a_write(void **state)
+{
+        static const char *const bad[] = {
+            "{\"done\":true,\"records\":[{\"Id\":\"00Q000000000001AAA\","
+            "\"ConvertedContactId\":\"x\\\",\\\"Email\\\":\\\"a\"}]}",
+            "{\"done\":true,\"records\":[{\"Id\":\"00Q000000000001AAA\","
+            "\"ConvertedContactId\":\"003-not-an-id\"}]}",
+            "{\"done\":false,\"nextRecordsUrl\":\"@evil.example/x\","
+            "\"records\":[]}",
+            "{\"done\":false,\"nextRecordsUrl\":\"/services/data/v59.0/"
+            "query/01g x\",\"records\":[]}",
+            "{\"done\":false,\"records\":[]}"};
+        struct sfw_row *rows = NULL;
+        size_t n             = 0;
+        char *next           = NULL, errstr[OSY_ERRSTR_SIZE];
+        (void)state;
+        for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+                if (sfw_parse_query(bad[i], SFW_LEAD, &rows, &n, &next, errstr,
+                                    sizeof(errstr)) != OSY_ERR_INVALID)
+                        fail_msg("accepted: %s", bad[i]);
+                assert_null(next);
+        }
+        /* A converted Lead with a real Contact id still reads. */
+        assert_int_equal(
+            sfw_parse_query("{\"done\":true,\"records\":[{\"Id\":"
+                            "\"00Q000000000001AAA\",\"ConvertedContactId\":"
+                            "\"003000000000009AAA\"}]}",
+                            SFW_LEAD, &rows, &n, &next, errstr, sizeof(errstr)),
+            OSY_OK);
+        assert_string_equal(rows[n - 1].converted_id, "003000000000009AAA");
+        free(rows);
+}
+
 int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
@@ -284,6 +323,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(ids_are_15_or_18_alphanumerics),
             cmocka_unit_test(record_cache_round_trip),
             cmocka_unit_test(query_result_rows_and_next_page),
+            cmocka_unit_test(query_result_refuses_what_would_misdirect_a_write),
         };
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);

@@ -210,6 +210,47 @@ static void converted_lead_is_followed_to_its_contact(void **state)
         wt_stop(&t);
 }
 
+/* The query that follows a converted Lead gets an answer that cannot be
+ * read (a 200 with no records array, as a proxy might send). Before, that
+ * read as "no Contact to follow" and the command was reported applied
+ * with nothing written; now it is retried, and the Contact is written. */
+static void unreadable_converted_answer_is_retried_not_applied(void **state)
+{
+        struct wt t;
+        const char *fx =
+            "{\"tenants\":{\"t1\":{\"sf\":{\"contacts\":["
+            "{\"Email\":\"zed@other.com\",\"LastName\":\"CZ\"}],"
+            "\"leads\":[{\"Email\":\"b@x.com\",\"LastName\":\"LB\","
+            "\"Company\":\"Co\"}]}}}}";
+        char path[128], lead[32], contact[32], body[96];
+        struct osy_writer_stats st;
+        (void)state;
+
+        assert_int_equal(wt_start(&t, fx, NULL), 0);
+        wt_sf_writer(&t);
+        snprintf(lead, sizeof(lead), "%s", wt_sf_id(&t, "LB"));
+        snprintf(contact, sizeof(contact), "%s", wt_sf_id(&t, "CZ"));
+        wt_feed(&t, "b@x.com", 0, 1000, NULL); /* caches the Lead */
+        assert_int_equal(wt_drain(&t, 10000), 0);
+        snprintf(path, sizeof(path),
+                 "/sandbox/sf/" WT_TENANT "/leads/%s/convert", lead);
+        snprintf(body, sizeof(body), "{\"contact_id\":\"%s\"}", contact);
+        wt_post(&t, path, body);
+        /* The next query (the converted Lead's) answers 200 {} once. */
+        wt_post(&t, "/sandbox/faults",
+                "{\"endpoint\":\"sf.query\",\"kind\":\"status\","
+                "\"status\":200,\"count\":1,\"body\":{}}");
+        wt_feed(&t, "b@x.com", 1, 2000, NULL);
+        assert_int_equal(wt_drain(&t, 20000), 0);
+        osy_writer_get_stats(t.w, &st);
+        assert_int_equal(st.applied, 2);
+        assert_int_equal(st.dead_letters, 0);
+        assert_int_equal(wt_sf_optout(&t, contact), 1);
+        assert_int_equal(
+            wt_requests(&t, "sf.query", "GET", 200, "ConvertedContactId"), 2);
+        wt_stop(&t);
+}
+
 static void locked_row_is_retried_and_bad_record_dead_lettered(void **state)
 {
         struct wt t;
@@ -540,6 +581,8 @@ int main(int argc, char **argv)
             cmocka_unit_test(replayed_command_is_skipped),
             cmocka_unit_test(every_record_of_a_duplicate_email_is_written),
             cmocka_unit_test(converted_lead_is_followed_to_its_contact),
+            cmocka_unit_test(
+                unreadable_converted_answer_is_retried_not_applied),
             cmocka_unit_test(
                 locked_row_is_retried_and_bad_record_dead_lettered),
             cmocka_unit_test(expired_token_is_refreshed_once),

@@ -316,6 +316,17 @@ bad:
 
 /* ---- query results ------------------------------------------------------- */
 
+/* A path on the instance: '/' first, then printable ASCII only. */
+static int path_ok(const char *p)
+{
+        if (p[0] != '/')
+                return 0;
+        for (; *p; p++)
+                if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+                        return 0;
+        return 1;
+}
+
 static void copy_str(char *dst, size_t size, const cJSON *item)
 {
         dst[0] = '\0';
@@ -393,13 +404,40 @@ osy_err_t sfw_parse_query_json(const cJSON *root, sfw_obj_t obj,
                                 *p = (char)(*p - 'A' + 'a');
                 if (!sfw_id_valid(r->id))
                         continue; /* not a row we can write: skip it */
+                /* It becomes the id of a write (in the URL and the JSON
+                 * body): anything but an SF id would break or redirect
+                 * the whole call, so the answer is refused (and retried,
+                 * then dead-lettered), never half-used. */
+                if (*r->converted_id && !sfw_id_valid(r->converted_id)) {
+                        err = osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
+                                          "query result: ConvertedContactId "
+                                          "of %s is not a Salesforce id",
+                                          r->id);
+                        goto out;
+                }
                 (*nrows)++;
         }
         nx = cJSON_GetObjectItemCaseSensitive(root, "nextRecordsUrl");
         if (cJSON_IsString(nx) && nx->valuestring && *nx->valuestring) {
+                /* Appended to the instance URL with the bearer token: a
+                 * path only. Without the leading '/', "@evil.example/x"
+                 * would make the URL's host evil.example. */
+                if (!path_ok(nx->valuestring)) {
+                        err = osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
+                                          "query result: nextRecordsUrl is "
+                                          "not a path on the instance");
+                        goto out;
+                }
                 *next = strdup(nx->valuestring);
                 if (!*next)
                         err = OSY_ERR_NOMEM;
+        } else if (cJSON_IsFalse(
+                       cJSON_GetObjectItemCaseSensitive(root, "done"))) {
+                /* More records and no way to them: using what came would
+                 * leave some of the person's records unwritten. */
+                err = osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
+                                  "query result: done is false but "
+                                  "nextRecordsUrl is missing");
         }
 out:
         return err;

@@ -781,12 +781,17 @@ static void follow_converted(sfw_t *s, struct sfw_tenant *t,
                         sf_call(s, t, OSY_HTTP_GET, "query", p.p, NULL, 0,
                                 now_ms, &resp, &fail);
                         if (fail.oc == C_OK) {
+                                /* An answer that cannot be read must not
+                                 * read as "no Contact to follow": that
+                                 * would report the write done. */
                                 if (sfw_parse_query(resp.body, SFW_LEAD, &rows,
                                                     &nrows, &next, errstr,
-                                                    sizeof(errstr)))
-                                        osy_log_warn("sf-writer: converted "
-                                                     "leads: %s",
-                                                     errstr);
+                                                    sizeof(errstr))) {
+                                        fail.oc  = C_RETRY;
+                                        fail.err = OSY_ERR_TRANSIENT;
+                                        snprintf(fail.text, sizeof(fail.text),
+                                                 "converted leads: %s", errstr);
+                                }
                                 osy_http_response_free(&resp);
                                 free(next); /* 200 ids: one page */
                         }
