@@ -209,6 +209,34 @@ static void bad_record_ids_and_replay_ids_are_errors(void **state)
         assert_non_null(r.events[0].error);
         osy_sfi_reply_clear(&r);
 
+        /* As a string, only what the next subscribe can send back as the
+         * same number: "-2" would replay 72 h, "-1" skip to the tip, and
+         * the rest could not be sent at all (both channels reset). */
+        static const char *const bad_strings[] = {"\"-2\"",
+                                                  "\"-1\"",
+                                                  "\"+7\"",
+                                                  "\"1.5\"",
+                                                  "\"\"",
+                                                  "\"7 \"",
+                                                  "\"99999999999999999999\"",
+                                                  "\"9007199254740993\"",
+                                                  "\"abc\""};
+        for (size_t i = 0; i < sizeof(bad_strings) / sizeof(*bad_strings);
+             i++) {
+                parse_event(HDR("UPDATE", "[\"00Q000000000001\"]"), "",
+                            bad_strings[i], &r);
+                if (!r.events[0].error ||
+                    !strstr(r.events[0].error, "replayId") ||
+                    r.events[0].replay_id)
+                        fail_msg("replay id %s accepted", bad_strings[i]);
+                osy_sfi_reply_clear(&r);
+        }
+        parse_event(HDR("UPDATE", "[\"00Q000000000001\"]"), "",
+                    "\"9007199254740991\"", &r);
+        assert_null(r.events[0].error);
+        assert_string_equal(r.events[0].replay_id, "9007199254740991");
+        osy_sfi_reply_clear(&r);
+
         parse_event(HDR("UPDATE", "[]"), "", "3", &r);
         assert_non_null(strstr(r.events[0].error, "empty"));
         osy_sfi_reply_clear(&r);

@@ -112,18 +112,6 @@ static int64_t json_uint(const cJSON *v, double max)
         return (int64_t)d;
 }
 
-/* Printable ASCII without space: what a replay id may be as text. */
-static int printable_token(const char *s, size_t max)
-{
-        size_t n = 0;
-
-        for (; s[n]; n++)
-                if ((unsigned char)s[n] <= 0x20 ||
-                    (unsigned char)s[n] >= 0x7f || n >= max)
-                        return 0;
-        return n > 0;
-}
-
 /* Bayeux advice: what the server wants us to do next. Unknown reconnect
  * values are kept as OTHER and treated like "retry" by the caller. */
 static void advice_parse(const cJSON *a, struct osy_sfi_advice *out)
@@ -210,19 +198,37 @@ static void event_clear(struct osy_sfi_event *ev)
         memset(ev, 0, sizeof(*ev));
 }
 
+/* A replay id sent as a string: the digits of an integer in 0..2^53-1,
+ * as a JSON number must be. Anything else ("-2", "+7", "1.5", 20 digits)
+ * would be stored, then read differently, or not at all, when the next
+ * subscribe sends it back as a number (replay_number): "-2" asks for the
+ * whole 72 h again, "-1" skips to the tip. */
+static int replay_digits(const char *s)
+{
+        int64_t v = 0;
+        size_t n  = 0;
+
+        for (; s[n]; n++) {
+                if (s[n] < '0' || s[n] > '9' || n >= 16)
+                        return 0;
+                v = v * 10 + (s[n] - '0');
+        }
+        return n > 0 && (double)v <= MAX_EXACT_INT;
+}
+
 /* The replay id as decimal text: a JSON integer in 0..2^53-1 (beyond that
- * a double is not exact and rounding would point at another event), or a
- * printable token when a server sends it as a string. */
+ * a double is not exact and rounding would point at another event), or
+ * the same digits when a server sends it as a string. */
 static void replay_parse(const cJSON *v, struct osy_sfi_event *ev, int *nomem)
 {
         char buf[32];
         int64_t n;
 
         if (cJSON_IsString(v)) {
-                if (!printable_token(v->valuestring, OSY_SFI_REPLAY_MAX)) {
+                if (!v->valuestring || !replay_digits(v->valuestring)) {
                         ev_error(ev, nomem,
-                                 "data.event.replayId: not a "
-                                 "printable token");
+                                 "data.event.replayId: a string, but not an "
+                                 "integer in 0..2^53-1");
                         return;
                 }
                 if (!(ev->replay_id = strdup(v->valuestring)))
