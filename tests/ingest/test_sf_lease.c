@@ -306,6 +306,11 @@ static void dead_holder_on_this_machine_is_taken_at_once(void **state)
         with_pid(f->owner_a, (long)getppid(), alive, sizeof(alive));
         assert_true(osy_sfi_lease_owner_dead(dead));
         assert_false(osy_sfi_lease_owner_dead(alive));
+        /* A pid no pid_t holds (a corrupted key) is not the dead child's
+         * pid plus 2^32: it proves nothing. */
+        with_pid(f->owner_a, (long)child + (1L << 32), dead, sizeof(dead));
+        assert_false(osy_sfi_lease_owner_dead(dead));
+        with_pid(f->owner_a, (long)child, dead, sizeof(dead));
         /* Another lease of this very process is alive. */
         assert_false(osy_sfi_lease_owner_dead(f->owner_a));
         /* Another machine or pid namespace: it could be alive. */

@@ -6,6 +6,7 @@
 #include "lease.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -395,7 +396,9 @@ int osy_sfi_lease_owner_dead(const char *owner)
                 return 0;
         errno = 0;
         pid   = strtol(p + 1, &end, 10);
-        if (errno || end == p + 1 || *end != ':' || pid <= 0)
+        /* Beyond a pid_t the cast would name another process (or, at
+         * 2^32, our process group): not provably dead. */
+        if (errno || end == p + 1 || *end != ':' || pid <= 0 || pid > INT_MAX)
                 return 0;
         /* Our own pid: another lease of this very process, alive. */
         if (pid == (long)getpid())

@@ -6,9 +6,12 @@
 #include "store.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "optsync/timeutil.h"
 
 #define KEY_MAX 512
 #define STATE_CHUNK 500 /* HMGETs per round trip */
@@ -105,10 +108,14 @@ osy_err_t osy_sfi_store_get_ms(osy_sfi_store_t *s, const char *name,
                 return err;
         errno = 0;
         v     = strtoll(buf, &end, 10);
-        if (errno || end == buf || *end)
+        /* A time in ms: callers subtract overlaps from it and format it,
+         * so a negative or far too large value is refused here, not left
+         * to overflow there. */
+        if (errno || end == buf || *end || v < 0 || v > OSY_TIME_MAX_MS)
                 return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
-                                   "sf-ingest store: %s%s is not an integer",
-                                   s->base, name);
+                                   "sf-ingest store: %s%s is not a time in "
+                                   "ms (0..%" PRId64 ")",
+                                   s->base, name, OSY_TIME_MAX_MS);
         *out = v;
         return OSY_OK;
 }

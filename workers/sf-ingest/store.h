@@ -45,8 +45,9 @@ osy_err_t osy_sfi_store_get(osy_sfi_store_t *s, const char *name, char *buf,
                             size_t size, char *errstr,
                             size_t errstr_size) OSY_MUSTCHECK;
 
-/** @brief osy_sfi_store_get() of an integer (ms); NOT_FOUND when unset,
- *         INVALID when the stored text is not an integer. */
+/** @brief osy_sfi_store_get() of a time in ms; NOT_FOUND when unset,
+ *         INVALID when the stored text is not an integer in
+ *         0..OSY_TIME_MAX_MS. */
 osy_err_t osy_sfi_store_get_ms(osy_sfi_store_t *s, const char *name,
                                int64_t *out, char *errstr,
                                size_t errstr_size) OSY_MUSTCHECK;
