@@ -266,6 +266,66 @@ static void unreadable_events_are_read_back(void **state)
         osy_sfi_plan_clear(&p);
 }
 
+/* Malformed events that name no record to read back. Before, their
+ * replay id was passed and nothing was done: a GAP_OVERFLOW with a bad
+ * commitTimestamp, or an event without entityName, was lost until the
+ * next safety poll (never, with that poll off). Now their object is
+ * polled back from the last commit time known, or at once. */
+static void unnamed_malformed_events_poll_their_object_back(void **state)
+{
+        struct osy_sfi_reply r;
+        struct osy_sfi_plan p;
+        char e[OSY_ERRSTR_SIZE];
+        /* A good Lead event, then a GAP_OVERFLOW whose time is no time. */
+        const char *overflow =
+            "[{\"channel\":\"" OSY_SFI_CHANNEL_LEAD "\",\"data\":{\"event\":"
+            "{\"replayId\":500},\"payload\":{\"ChangeEventHeader\":{"
+            "\"entityName\":\"Lead\",\"changeType\":\"UPDATE\",\"recordIds\":"
+            "[\"00Q000000000001AAA\"],\"changedFields\":[\"Phone\"],"
+            "\"commitTimestamp\":1795666445123}}}},"
+            "{\"channel\":\"" OSY_SFI_CHANNEL_LEAD "\",\"data\":{\"event\":"
+            "{\"replayId\":501},\"payload\":{\"ChangeEventHeader\":{"
+            "\"entityName\":\"Lead\",\"changeType\":\"GAP_OVERFLOW\","
+            "\"recordIds\":[],\"changedFields\":[],"
+            "\"commitTimestamp\":1795666445999.5}}}}]";
+        /* Alone, without entityName: which object is unknown, and so is
+         * any time before it. */
+        const char *anonymous =
+            "[{\"channel\":\"" OSY_SFI_CHANNEL_CONTACT "\",\"data\":{"
+            "\"event\":{\"replayId\":700},\"payload\":{\"ChangeEventHeader\":"
+            "{\"changeType\":\"UPDATE\",\"recordIds\":[\"003000000000001AAA\"],"
+            "\"changedFields\":[\"HasOptedOutOfEmail\"]}}}}]";
+        (void)state;
+
+        osy_sfi_plan_init(&p);
+        if (osy_sfi_reply_parse(overflow, strlen(overflow), &r, e, sizeof(e)))
+                fail_msg("parse: %s", e);
+        assert_int_equal(r.event_cnt, 2);
+        assert_non_null(r.events[1].error);
+        for (size_t i = 0; i < r.event_cnt; i++)
+                assert_int_equal(
+                    osy_sfi_plan_add_event(&p, &r.events[i], CLIENT), OSY_OK);
+        osy_sfi_reply_clear(&r);
+        assert_int_equal(p.malformed, 1);
+        assert_true(p.overflow_from[OSY_SF_LEAD] == 1795666445123LL);
+        assert_true(p.overflow_from[OSY_SF_CONTACT] < 0);
+        assert_false(p.poll_now[OSY_SF_LEAD] || p.poll_now[OSY_SF_CONTACT]);
+        assert_string_equal(p.pos[0].replay_id, "501");
+        osy_sfi_plan_clear(&p);
+
+        osy_sfi_plan_init(&p);
+        if (osy_sfi_reply_parse(anonymous, strlen(anonymous), &r, e, sizeof(e)))
+                fail_msg("parse: %s", e);
+        assert_non_null(r.events[0].error);
+        assert_int_equal(osy_sfi_plan_add_event(&p, &r.events[0], CLIENT),
+                         OSY_OK);
+        osy_sfi_reply_clear(&r);
+        assert_true(p.poll_now[OSY_SF_CONTACT] && p.poll_now[OSY_SF_LEAD]);
+        assert_int_equal(p.reread_cnt, 0);
+        assert_string_equal(p.pos[0].replay_id, "700");
+        osy_sfi_plan_clear(&p);
+}
+
 static void records_without_email_are_skipped_and_counted(void **state)
 {
         struct osy_sfi_plan p;
@@ -664,6 +724,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(echo_of_our_own_write),
             cmocka_unit_test(gap_events_ask_for_rereads_and_polls),
             cmocka_unit_test(unreadable_events_are_read_back),
+            cmocka_unit_test(unnamed_malformed_events_poll_their_object_back),
             cmocka_unit_test(records_without_email_are_skipped_and_counted),
             cmocka_unit_test(other_entities_are_skipped),
             cmocka_unit_test(positions_follow_each_channel),

@@ -204,6 +204,32 @@ static void change_init(struct osy_sfi_change *c,
         c->echo = osy_sfi_origin_is_client(ev->change_origin, client);
 }
 
+/*
+ * A malformed event that names no record to read back (no entityName, no
+ * usable recordIds, a GAP_OVERFLOW without its time) still stood for
+ * changes, and its replay id is passed all the same: poll its object, or
+ * both when it does not say which, back from its commit time, else from
+ * the last one its channel gave in this answer, else from the watermark.
+ */
+static void backfill_unnamed(struct osy_sfi_plan *p,
+                             const struct osy_sfi_event *ev)
+{
+        int64_t from = ev->commit_ts;
+
+        for (size_t i = 0; from < 0 && i < p->pos_cnt; i++)
+                if (!strcmp(p->pos[i].channel, ev->channel))
+                        from = p->pos[i].commit_ts;
+        for (int obj = OSY_SF_CONTACT; obj <= OSY_SF_LEAD; obj++) {
+                if (ev->object != OSY_SF_OBJ_NONE && (int)ev->object != obj)
+                        continue;
+                if (from < 0)
+                        p->poll_now[obj] = 1;
+                else if (p->overflow_from[obj] < 0 ||
+                         from < p->overflow_from[obj])
+                        p->overflow_from[obj] = from;
+        }
+}
+
 osy_err_t osy_sfi_plan_add_event(struct osy_sfi_plan *p,
                                  const struct osy_sfi_event *ev,
                                  const char *client)
@@ -219,10 +245,12 @@ osy_err_t osy_sfi_plan_add_event(struct osy_sfi_plan *p,
                  * it is about: read them back rather than lose a change. */
                 p->malformed++;
                 p->skipped[OSY_SFI_SKIP_MALFORMED]++;
-                if (ev->object != OSY_SF_OBJ_NONE)
-                        for (size_t i = 0; i < ev->record_cnt && !err; i++)
-                                err = add_reread(p, ev->object,
-                                                 ev->record_ids[i]);
+                if (ev->object == OSY_SF_OBJ_NONE || !ev->record_cnt) {
+                        backfill_unnamed(p, ev);
+                        return OSY_OK;
+                }
+                for (size_t i = 0; i < ev->record_cnt && !err; i++)
+                        err = add_reread(p, ev->object, ev->record_ids[i]);
                 return err;
         }
         if (ev->object == OSY_SF_OBJ_NONE) {

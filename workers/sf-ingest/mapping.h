@@ -93,8 +93,12 @@ struct osy_sfi_plan {
         size_t reread_cnt, reread_cap;
         struct osy_sfi_state_update *states;
         size_t state_cnt, state_cap;
-        /** Per object: poll back from this time (GAP_OVERFLOW); -1: no. */
+        /** Per object: poll back from this time (GAP_OVERFLOW, or a
+         *  malformed event naming no record); -1: no. */
         int64_t overflow_from[OSY_SF_OBJ__CNT];
+        /** Per object: poll now from the watermark (a malformed event
+         *  naming no record, with no commit time known to go back to). */
+        int poll_now[OSY_SF_OBJ__CNT];
         struct osy_sfi_position pos[OSY_SFI_MAX_CHANNELS];
         size_t pos_cnt;
         uint64_t by_type[OSY_SFI_CT__CNT]; /**< events seen per type */

@@ -1494,11 +1494,14 @@ static osy_err_t commit_cdc(struct tenant *tn, struct osy_sfi_plan *plan,
                                            errstr_size);
                 if (err && err != OSY_ERR_NOT_FOUND)
                         return err;
-                if (err ||
-                    plan->overflow_from[obj] - tn->w->opts.poll_overlap_ms <
-                        wm[obj])
-                        wm[obj] = plan->overflow_from[obj] -
-                                  tn->w->opts.poll_overlap_ms;
+                /* Not below 0: a negative mark would not be stored, and
+                 * the backfill would start from the old one. */
+                int64_t from =
+                    plan->overflow_from[obj] > tn->w->opts.poll_overlap_ms
+                        ? plan->overflow_from[obj] - tn->w->opts.poll_overlap_ms
+                        : 0;
+                if (err || from < wm[obj])
+                        wm[obj] = from;
                 else
                         wm[obj] = -1; /* already low enough */
         }
@@ -1533,10 +1536,12 @@ static osy_err_t commit_cdc(struct tenant *tn, struct osy_sfi_plan *plan,
         if (err)
                 return err;
         for (int obj = OSY_SF_CONTACT; obj <= OSY_SF_LEAD; obj++)
-                if (plan->overflow_from[obj] >= 0) {
+                if (plan->overflow_from[obj] >= 0 || plan->poll_now[obj]) {
                         TLOG(tn, OSY_LOG_WARN,
-                             "sf-ingest: GAP_OVERFLOW on %s: polling it "
-                             "back",
+                             "sf-ingest: %s on %s: polling it back",
+                             plan->malformed ? "GAP_OVERFLOW or an unreadable "
+                                               "event"
+                                             : "GAP_OVERFLOW",
                              object_names[obj]);
                         tn->backfill[obj]    = 1;
                         tn->next_backfill_ms = 0;
