@@ -196,6 +196,49 @@ static void query_errors_are_retried(void **state)
         sfh_recs_free(recs, n);
 }
 
+/* One contact stamped in year 2999 (a bad import or clock). Before, the
+ * first poll moved the watermark there, and every later poll asked for
+ * SystemModstamp >= 2999: the next opt-out was never published. */
+static const char future_fixture[] =
+    "{\"tenants\":{\"" SFH_TENANT "\":{\"sf\":{\"contacts\":["
+    "{\"LastName\":\"A\",\"Email\":\"a@example.com\"},"
+    "{\"LastName\":\"F\",\"Email\":\"f@example.com\","
+    "\"SystemModstamp\":\"2999-01-01T00:00:00.000Z\"}]}}}}";
+
+static int setup_future(void **state)
+{
+        struct sfh *h = calloc(1, sizeof(*h));
+        int rc        = sfh_start(h, future_fixture, NULL);
+
+        h->o.mode = OSY_SFI_MODE_POLL;
+        *state    = h;
+        return rc;
+}
+
+static void a_future_modstamp_does_not_carry_the_mark(void **state)
+{
+        struct sfh *h = *state;
+        const char *a = sfh_id(h, "contacts", 0);
+        struct timespec now;
+        char wm[32];
+        size_t n;
+
+        sfh_worker_start(h);
+        SFH_WAIT(sfh_ready(h), 10000);
+        polls(h, 2);
+        clock_gettime(CLOCK_REALTIME, &now);
+        sfh_redis_get(h, "wm:Contact", wm, sizeof(wm));
+        /* At most the allowed skew (5 min) ahead of now. */
+        assert_true(strtoll(wm, NULL, 10) <=
+                    (int64_t)now.tv_sec * 1000 + 5 * 60 * 1000);
+        sfh_optout(h, a, 1);
+        n = sfh_consume(h, 1, 300, 10000, recs);
+        assert_int_equal(n, 1);
+        assert_string_equal(recs[0].record_id, a);
+        assert_int_equal(recs[0].opt_out, OSY_TRI_TRUE);
+        sfh_recs_free(recs, n);
+}
+
 int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
@@ -209,6 +252,9 @@ int main(int argc, char **argv)
                                             setup, teardown),
             cmocka_unit_test_setup_teardown(lead_conversion_is_seen_by_polling,
                                             setup, teardown),
+            cmocka_unit_test_setup_teardown(
+                a_future_modstamp_does_not_carry_the_mark, setup_future,
+                teardown),
             cmocka_unit_test_setup_teardown(query_errors_are_retried, setup,
                                             teardown),
         };

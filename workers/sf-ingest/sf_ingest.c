@@ -155,6 +155,10 @@ static int64_t mono_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* How far ahead of our clock a SystemModstamp may move the polling
+ * watermark: clock skew between Salesforce and us, not more. */
+#define OSY_SFI_MODSTAMP_AHEAD_MS (5 * 60 * 1000)
+
 static int64_t wall_ms(void)
 {
         struct timespec ts;
@@ -953,7 +957,13 @@ static osy_err_t poll_object(struct tenant *tn, osy_sf_object_t obj,
                         struct osy_sfi_change out[2];
                         size_t k = osy_sfi_decide(r, &st[i], out);
 
-                        if (r->system_modstamp > new_wm)
+                        /* A row stamped in the future (a bad clock, a
+                         * bad import) is published, but does not carry
+                         * the mark with it: a mark in year 9999 would
+                         * make every later poll find nothing. */
+                        if (r->system_modstamp > new_wm &&
+                            r->system_modstamp <=
+                                wall_ms() + OSY_SFI_MODSTAMP_AHEAD_MS)
                                 new_wm = r->system_modstamp;
                         memcpy(u.record_id, r->record_id, OSY_SFI_ID_BUFSZ);
                         u.opt_out      = r->opt_out;
