@@ -601,6 +601,58 @@ static void poison_goes_to_dlq_and_the_stream_moves_on(void **s)
 }
 
 /*
+ * An event the rules cannot decide: a subscribe for a person whose state
+ * already holds the most active lists a state may (1,000). It goes to the
+ * DLQ with why, and the next person's event is decided. Before, the error
+ * stopped the batch, the worker exited, and after every restart it met
+ * the same event again: no opt-out went through at all.
+ */
+static void undecidable_event_goes_to_dlq_and_the_stream_moves_on(void **s)
+{
+        static char lists[OSY_RULES_LISTS_MAX * 6], val[sizeof(lists) + 64];
+        char email[64], key[OSY_RULES_KEY_BUFSZ], errstr[256];
+        char ids[2][OSY_ID_BUFSZ];
+        const char *argv[3] = {"SET", key, val};
+        redisReply *reply;
+        size_t n = 0, dlq = 0;
+        int64_t end;
+        (void)s;
+
+        for (int l = 0; l < OSY_RULES_LISTS_MAX; l++)
+                n += (size_t)snprintf(lists + n, sizeof(lists) - n, "%s%d",
+                                      l ? "," : "", 10000 + l);
+        snprintf(val, sizeof(val), "1|0||3|4|-|c7|%s", lists);
+        email_of(7, email, sizeof(email));
+        assert_int_equal(
+            osy_rules_state_key(key, sizeof(key), "optsync", "acme", email),
+            OSY_OK);
+        assert_int_equal(osy_redis_command_argv(E.r, 3, argv, NULL, &reply,
+                                                errstr, sizeof(errstr)),
+                         OSY_OK);
+        freeReplyObject(reply);
+        seed(8, "", '-');
+        start_worker();
+        ac_event(7, OSY_AC_SUBSCRIBE, "1", 0, NULL, 0, 0, ids[0]);
+        ac_event(8, OSY_AC_SUBSCRIBE, "1", 0, NULL, 0, 0, ids[1]);
+        flush_inputs();
+        wait_audits(ids + 1, 1, WAIT_MS);
+        expect_sf(ids[1], OSY_RULE_R1, 0);
+        end = osy_test_now_ms() + 5000;
+        while (count_type(OSY_MSG_DLQ) < 1 && osy_test_now_ms() < end)
+                collect(100);
+        for (size_t i = 0; i < E.n_got; i++) {
+                const struct osy_msg *d = &E.got[i];
+                if (d->type != OSY_MSG_DLQ)
+                        continue;
+                dlq++;
+                assert_string_equal(d->dlq.reason, "decision failed");
+                assert_non_null(strstr(d->dlq.last_error, "lists"));
+                assert_string_equal(d->email, "p7@example.com");
+        }
+        assert_int_equal(dlq, 1);
+}
+
+/*
  * A backlog big enough for the decoder thread to parse half of the batch:
  * the bad records in either half are dead-lettered with their own reason
  * (found again on the main thread), and every event around them is
@@ -1563,6 +1615,9 @@ int main(int argc, char **argv)
                 untick_and_unqualified_give_audit_only, setup, teardown),
             cmocka_unit_test_setup_teardown(
                 poison_goes_to_dlq_and_the_stream_moves_on, setup, teardown),
+            cmocka_unit_test_setup_teardown(
+                undecidable_event_goes_to_dlq_and_the_stream_moves_on, setup,
+                teardown),
             cmocka_unit_test_setup_teardown(
                 poison_in_a_large_batch_keeps_its_reason, setup, teardown),
             cmocka_unit_test_setup_teardown(

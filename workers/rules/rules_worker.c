@@ -1957,6 +1957,27 @@ static int dup_in_batch(const struct batch *b, int i)
  * dead-lettered; OSY_ERR_TRANSIENT when it must wait (backoff set): the
  * batch is cut there; other errors are the worker's own (no memory).
  */
+/*
+ * An event the rules cannot decide, or whose outputs cannot be written
+ * (error @p err, its text in @p errstr): a person state past the list
+ * limit, an id from AC that is no token. It goes to the DLQ with why and
+ * the stream moves on. Returning the error instead made the worker exit,
+ * meet the same event after the restart, and stop every opt-out behind
+ * it. Only running out of memory still stops the batch.
+ */
+static osy_err_t undecidable(struct batch *b, struct rmsg *m, osy_err_t err,
+                             const char *reason, char *errstr,
+                             size_t errstr_size)
+{
+        char why[OSY_TEXT_MAX];
+
+        if (err == OSY_ERR_NOMEM)
+                return err;
+        snprintf(why, sizeof(why), "%s", errstr);
+        osy_log_warn("rules: %s (%s): %s", reason, m->ev.id, why);
+        return add_dlq(b, m, reason, why, why, 1, 0, errstr, errstr_size);
+}
+
 static osy_err_t decide_one(osy_rules_worker_t *w, struct batch *b, int i,
                             char *errstr, size_t errstr_size)
 {
@@ -1970,7 +1991,8 @@ static osy_err_t decide_one(osy_rules_worker_t *w, struct batch *b, int i,
 
         if ((err = osy_rules_decide(&w->ctx, &m->ev, &p->st, NULL, dup, &d,
                                     errstr, errstr_size)))
-                return err;
+                return undecidable(b, m, err, "decision failed", errstr,
+                                   errstr_size);
         if (d.need) {
                 char why[OSY_TEXT_MAX];
                 int64_t ra = -1;
@@ -2030,7 +2052,8 @@ static osy_err_t decide_one(osy_rules_worker_t *w, struct batch *b, int i,
         }
         if ((err = add_decision_outputs(b, m, &d, errstr, errstr_size))) {
                 osy_rules_decision_clear(&d);
-                return err;
+                return undecidable(b, m, err, "outputs invalid", errstr,
+                                   errstr_size);
         }
         m->rule    = d.rule;
         m->outcome = d.outcome;
