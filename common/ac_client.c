@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,16 +231,37 @@ out:
  */
 
 /* An id AC sends as "113" or 113. @returns 1 when copied. */
+/* AC's ids, statuses and codes: what check_id() would let into a path.
+ * Not only dots: "." and ".." are path segments curl resolves. */
+static int id_token_ok(const char *s)
+{
+        int other = 0;
+
+        for (; *s; s++) {
+                if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') ||
+                      (*s >= 'A' && *s <= 'Z') || *s == '-' || *s == '_' ||
+                      *s == '.' || *s == ':'))
+                        return 0;
+                other |= *s != '.';
+        }
+        return other;
+}
+
+/* An id-like field as text. Strings must be tokens (id_token_ok); numbers
+ * whole, in 0..2^53: "%.0f" would have made 113.7 the id of contact 114,
+ * a status of 1.4 "active" and bounced_hard 0.6 a hard bounce. */
 static int json_id(const cJSON *obj, const char *key, char *out, size_t size)
 {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
         int n;
 
         out[0] = '\0';
-        if (cJSON_IsString(v) && v->valuestring && *v->valuestring)
+        if (cJSON_IsString(v) && v->valuestring && *v->valuestring &&
+            id_token_ok(v->valuestring))
                 n = snprintf(out, size, "%s", v->valuestring);
         else if (cJSON_IsNumber(v) && v->valuedouble >= 0 &&
-                 v->valuedouble < 9007199254740992.0)
+                 v->valuedouble < 9007199254740992.0 &&
+                 v->valuedouble == floor(v->valuedouble))
                 n = snprintf(out, size, "%.0f", v->valuedouble);
         else
                 return 0;
@@ -284,14 +306,9 @@ static osy_err_t check_id(const char *id, char *errstr, size_t errstr_size)
         if (len == 0 || len > OSY_AC_ID_MAX)
                 return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
                                    "ac: bad id");
-        for (size_t i = 0; i < len; i++) {
-                char ch = id[i];
-                if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
-                      (ch >= 'A' && ch <= 'Z') || ch == '-' || ch == '_' ||
-                      ch == '.' || ch == ':'))
-                        return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
-                                           "ac: bad id '%.64s'", id);
-        }
+        if (!id_token_ok(id))
+                return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
+                                   "ac: bad id '%.64s'", id);
         return OSY_OK;
 }
 
@@ -406,12 +423,26 @@ osy_err_t osy_ac_contact_lists(osy_ac_client_t *c, const char *id,
                 long v;
 
                 /* A row without list or status tells nothing: skip it. */
+                if (!cJSON_GetObjectItemCaseSensitive(it, "list") &&
+                    !cJSON_GetObjectItemCaseSensitive(it, "status"))
+                        continue;
+                /* One that says something unreadable fails the look-up:
+                 * skipping it could hide an active list (and let R2 opt
+                 * the person out), misreading it could invent one. */
                 if (!json_id(it, "list", m->list, sizeof(m->list)) ||
-                    !json_id(it, "status", st, sizeof(st)))
-                        continue;
-                v = strtol(st, &end, 10);
-                if (*end)
-                        continue;
+                    !json_id(it, "status", st, sizeof(st)) ||
+                    strspn(st, "0123456789") != strlen(st) || strlen(st) > 3) {
+                        free(*out);
+                        *out = NULL;
+                        cJSON_Delete(json);
+                        return osy_err_set(OSY_ERR_PERMANENT, errstr,
+                                           errstr_size,
+                                           "ac: contact %s: a list membership "
+                                           "without a readable list and "
+                                           "status",
+                                           id);
+                }
+                v         = strtol(st, &end, 10);
                 m->status = (int)v;
                 cnt++;
         }

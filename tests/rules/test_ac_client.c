@@ -120,6 +120,78 @@ static void reads_list_statuses(void **s)
         osy_ac_client_destroy(c);
 }
 
+/* One answer of @p cls is replaced by a 200 with @p body. */
+static void answer_once(const char *cls, const char *body)
+{
+        char rule[512];
+
+        snprintf(rule, sizeof(rule),
+                 "{\"endpoint\":\"%s\",\"kind\":\"status\",\"status\":200,"
+                 "\"count\":1,\"body\":%s}",
+                 cls, body);
+        assert_int_equal(osy_test_sandbox_call(&sbx, "POST", "/sandbox/faults",
+                                               NULL, rule, NULL),
+                         201);
+}
+
+/* What AC's answers say is read exactly or not at all. Before: the id
+ * 113.7 became contact "114" (another person), list 13.6 list "14", the
+ * status "4294967297" was cut to 1 (active), a status of "1.0" or a
+ * row without its list was skipped (hiding an active list from R2), and
+ * ".." passed as a contact id (curl resolves it in the path). */
+static void answers_are_read_exactly_or_refused(void **s)
+{
+        static const char *const bad_contacts[] = {
+            "{\"contacts\":[{\"id\":113.7}]}",
+            "{\"contacts\":[{\"id\":\"12 34\"}]}",
+            "{\"contacts\":[{\"id\":\"..\"}]}"};
+        static const char *const bad_lists[] = {
+            "{\"contactLists\":[{\"list\":13.6,\"status\":\"1\"}]}",
+            "{\"contactLists\":[{\"list\":\"1\",\"status\":\"4294967297\"}]}",
+            "{\"contactLists\":[{\"list\":\"1\",\"status\":\"1.0\"}]}",
+            "{\"contactLists\":[{\"list\":\"1\",\"status\":1.4}]}",
+            "{\"contactLists\":[{\"status\":\"1\"}]}"};
+        osy_ac_client_t *c          = client("acme", TOKEN, NULL);
+        struct osy_ac_membership *m = NULL;
+        struct osy_ac_contact ct;
+        char errstr[OSY_ERRSTR_SIZE];
+        size_t n;
+        (void)s;
+
+        for (size_t i = 0; i < sizeof(bad_contacts) / sizeof(*bad_contacts);
+             i++) {
+                answer_once("ac.contacts", bad_contacts[i]);
+                if (osy_ac_find_contact(c, "bob@example.com", &ct, errstr,
+                                        sizeof(errstr)) == OSY_OK)
+                        fail_msg("%s read as contact %s", bad_contacts[i],
+                                 ct.id);
+        }
+        for (size_t i = 0; i < sizeof(bad_lists) / sizeof(*bad_lists); i++) {
+                answer_once("ac.contactLists", bad_lists[i]);
+                if (osy_ac_contact_lists(c, "11", &m, &n, errstr,
+                                         sizeof(errstr)) == OSY_OK)
+                        fail_msg("%s read as %zu memberships (first: list "
+                                 "%s, status %d)",
+                                 bad_lists[i], n, n ? m[0].list : "-",
+                                 n ? m[0].status : -1);
+                assert_null(m);
+        }
+        assert_int_equal(
+            osy_ac_get_contact(c, "..", &ct, errstr, sizeof(errstr)),
+            OSY_ERR_INVALID);
+        /* Whole numbers are fine as numbers. */
+        answer_once("ac.contactLists",
+                    "{\"contactLists\":[{\"list\":2,\"status\":1}]}");
+        assert_int_equal(
+            osy_ac_contact_lists(c, "11", &m, &n, errstr, sizeof(errstr)),
+            OSY_OK);
+        assert_int_equal(n, 1);
+        assert_string_equal(m[0].list, "2");
+        assert_int_equal(m[0].status, OSY_AC_LIST_ACTIVE);
+        free(m);
+        osy_ac_client_destroy(c);
+}
+
 static void tag_names_come_from_the_cached_map(void **s)
 {
         osy_ac_client_t *c = client("acme", TOKEN, NULL);
@@ -269,6 +341,7 @@ int main(int argc, char **argv)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(finds_contact_by_email),
             cmocka_unit_test(reads_list_statuses),
+            cmocka_unit_test(answers_are_read_exactly_or_refused),
             cmocka_unit_test(tag_names_come_from_the_cached_map),
             cmocka_unit_test(reads_bounce_logs),
             cmocka_unit_test(bad_token_is_an_auth_error),
