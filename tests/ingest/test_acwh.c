@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define P(...) ((const char *const[]){__VA_ARGS__})
 #define NP(...) (sizeof(P(__VA_ARGS__)) / sizeof(const char *))
@@ -297,6 +298,43 @@ static void extract_public_unsubscribe(void **state)
         assert_int_equal(ev.n_lists, 1);
         assert_string_equal(ev.lists[0], "2");
         assert_int_equal(ev.bounce_type, OSY_BOUNCE_NONE);
+        osy_acwh_form_clear(&f);
+}
+
+/* A date_time ahead of our clock became the person's version in the
+ * rules, and every real change after it was stale for the state's 30
+ * days (9999 in a forged body; a wrong offset puts it hours ahead). Now
+ * the receive time stands in; a few minutes of skew are kept as sent. */
+static void extract_future_time_becomes_the_receive_time(void **state)
+{
+        struct osy_acwh_form f;
+        struct osy_acwh_event ev;
+        struct timespec ts;
+        char body[256], soon[OSY_TIME_BUFSZ];
+        int64_t now, want;
+        char errstr[OSY_ERRSTR_SIZE];
+        (void)state;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        extract_ok(&f, &ev,
+                   "type=unsubscribe&date_time=9999-12-31T23:59:59Z&"
+                   "contact%5Bid%5D=7&contact%5Bemail%5D=a%40b.c&list=1");
+        assert_true(ev.time_clamped);
+        assert_true(ev.occurred_at >= now && ev.occurred_at < now + 60000);
+        osy_acwh_form_clear(&f);
+
+        want = now + 2 * 60 * 1000;
+        want -= want % 1000;
+        assert_int_equal(osy_time_format_ms(want, soon, sizeof(soon)), OSY_OK);
+        snprintf(body, sizeof(body),
+                 "type=unsubscribe&date_time=%s&contact%%5Bid%%5D=7&"
+                 "contact%%5Bemail%%5D=a%%40b.c&list=1",
+                 soon);
+        extract_ok(&f, &ev, body);
+        assert_false(ev.time_clamped);
+        assert_true(ev.occurred_at == want);
+        (void)errstr;
         osy_acwh_form_clear(&f);
 }
 
@@ -756,6 +794,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(json_bad_documents_refused),
             cmocka_unit_test(format_from_content_type),
             cmocka_unit_test(extract_public_unsubscribe),
+            cmocka_unit_test(extract_future_time_becomes_the_receive_time),
             cmocka_unit_test(extract_every_list_shape),
             cmocka_unit_test(extract_lists_deduplicated_and_zero_only),
             cmocka_unit_test(extract_too_many_lists_refused),

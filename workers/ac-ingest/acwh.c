@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -513,12 +514,21 @@ static osy_err_t collect_lists(const struct osy_acwh_form *form,
         return OSY_OK;
 }
 
+static int64_t wall_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 osy_err_t osy_acwh_extract(const struct osy_acwh_form *form,
                            struct osy_acwh_event *ev, char *errstr,
                            size_t errstr_size)
 {
         const char *dt, *bt, *auto_id;
         char terr[OSY_ERRSTR_SIZE];
+        int64_t now;
         osy_err_t err;
 
         memset(ev, 0, sizeof(*ev));
@@ -535,6 +545,16 @@ osy_err_t osy_acwh_extract(const struct osy_acwh_form *form,
         if (osy_time_parse(dt, &ev->occurred_at, terr, sizeof(terr)))
                 return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
                                    "date_time: %s", terr);
+        /* A time ahead of ours (a wrong offset, a bad clock; 9999 in a
+         * forged body) would become the person's version in the rules and
+         * make every real change after it stale, for as long as the
+         * state lives. Ours is the better time then: the webhook cannot
+         * have happened after we got it. */
+        now = wall_ms();
+        if (ev->occurred_at > now + OSY_ACWH_AHEAD_MS) {
+                ev->occurred_at  = now;
+                ev->time_clamped = 1;
+        }
         if (!(ev->email = GET(form, "contact", "email")))
                 ev->email = GET(form, "email");
         if (!ev->email || !*ev->email)

@@ -63,7 +63,14 @@ struct osy_acwh_event {
         osy_initiator_t initiated_by;
         osy_bounce_t bounce_type; /**< bounce only; UNKNOWN if not said */
         int automation;
+        /** 1: date_time was more than OSY_ACWH_AHEAD_MS ahead of our
+         *  clock, so occurred_at is the time we got it. */
+        int time_clamped;
 };
+
+/** How far ahead of ac-ingest's clock a webhook's date_time may be (clock
+ *  skew); beyond it, occurred_at is the receive time. */
+#define OSY_ACWH_AHEAD_MS (5 * 60 * 1000)
 
 /** One event ready for Kafka: key, encoded envelope and its id. */
 struct osy_acwh_out {
