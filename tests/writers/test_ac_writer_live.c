@@ -205,6 +205,75 @@ static void backlog_goes_by_bulk_import(void **state)
 }
 
 /*
+ * 250 contacts, each active on 100 lists with five-digit ids: one import
+ * of all of them is over the importer's 400,000 bytes. It is split and
+ * sent in halves. Before, the encoder's TOO_LARGE dead-lettered all 250
+ * opt-outs without a call.
+ */
+static void oversized_import_is_split_not_dead_lettered(void **state)
+{
+        enum {
+                PEOPLE = 250,
+                LISTS  = 100
+        };
+        size_t cap = 64 + LISTS * 40 + (size_t)PEOPLE * (LISTS * 11 + 80);
+        char *f    = malloc(cap);
+        size_t len = 0;
+        struct wt t;
+        struct osy_writer_stats st;
+        struct acw_stats as;
+        char email[32], hint[8];
+        (void)state;
+
+        assert_non_null(f);
+        len += (size_t)snprintf(f + len, cap - len,
+                                "{\"tenants\":{\"" WT_TENANT "\":{\"ac\":{"
+                                "\"rate_per_s\":0,\"import\":{\"delay_ms\":"
+                                "200},\"lists\":[");
+        for (int l = 0; l < LISTS; l++)
+                len += (size_t)snprintf(f + len, cap - len,
+                                        "%s{\"id\":\"%d\",\"name\":\"L%d\"}",
+                                        l ? "," : "", 10000 + l, l);
+        len += (size_t)snprintf(f + len, cap - len, "],\"contacts\":[");
+        for (int i = 1; i <= PEOPLE; i++) {
+                len +=
+                    (size_t)snprintf(f + len, cap - len,
+                                     "%s{\"id\":\"%d\",\"email\":\"c%d@x.com\","
+                                     "\"lists\":{",
+                                     i > 1 ? "," : "", i, i);
+                for (int l = 0; l < LISTS; l++)
+                        len +=
+                            (size_t)snprintf(f + len, cap - len, "%s\"%d\":1",
+                                             l ? "," : "", 10000 + l);
+                len += (size_t)snprintf(f + len, cap - len, "}}");
+        }
+        snprintf(f + len, cap - len, "]}}}}");
+        assert_int_equal(wt_start(&t, f, NULL), 0);
+        free(f);
+        t.wo.cmd_type       = OSY_MSG_AC_COMMAND;
+        t.ao.bulk_threshold = 5;
+        wt_ac_writer(&t);
+        for (int i = 1; i <= PEOPLE; i++) {
+                snprintf(email, sizeof(email), "c%d@x.com", i);
+                snprintf(hint, sizeof(hint), "%d", i);
+                wt_feed(&t, email, 1, 1000, hint);
+        }
+        assert_int_equal(wt_drain(&t, 60000), 0);
+        osy_writer_get_stats(t.w, &st);
+        acw_get_stats(t.acw, &as);
+        assert_int_equal(st.dead_letters, 0);
+        assert_int_equal(st.applied, PEOPLE);
+        assert_true(as.imports >= 2);
+        for (int i = 1; i <= PEOPLE; i += 83) {
+                char id[8];
+                snprintf(id, sizeof(id), "%d", i);
+                assert_int_equal(wt_ac_status(&t, id, "10000"), 2);
+                assert_int_equal(wt_ac_status(&t, id, "10099"), 2);
+        }
+        wt_stop(&t);
+}
+
+/*
  * A backlog whose lists must all be read from AC (the usual case: the
  * rules' state gives the contact, never the lists) fills every call's time
  * budget with reads. The import must still go out once enough commands are
@@ -418,6 +487,7 @@ int main(int argc, char **argv)
                 hint_and_rules_state_save_the_lookup_not_the_list_read),
             cmocka_unit_test(unknown_contact_is_skipped),
             cmocka_unit_test(backlog_goes_by_bulk_import),
+            cmocka_unit_test(oversized_import_is_split_not_dead_lettered),
             cmocka_unit_test(bulk_import_goes_while_the_backlog_is_still_read),
             cmocka_unit_test(contact_refused_by_the_importer_goes_list_by_list),
             cmocka_unit_test(throttling_and_503_are_honoured),

@@ -742,11 +742,13 @@ static void write_bulk(acw_t *a, struct acw_tenant *t,
                         defer(items[which[k]], now_ms + 1000, "out of memory");
                 return;
         }
-        for (size_t from = 0; from < nw; from += OSY_AC_BULK_MAX) {
-                size_t cnt =
-                    nw - from < OSY_AC_BULK_MAX ? nw - from : OSY_AC_BULK_MAX;
+        size_t limit = OSY_AC_BULK_MAX, cnt = 0;
+
+        for (size_t from = 0; from < nw; from += cnt) {
                 struct osy_ac_answer ans;
                 osy_err_t err;
+
+                cnt = nw - from < limit ? nw - from : limit;
 
                 /* The first import always goes: reading the lists of a
                  * backlog can use a whole call's budget every time (one
@@ -766,10 +768,18 @@ static void write_bulk(acw_t *a, struct acw_tenant *t,
                 }
                 /* One import of up to 250: the commands in it wait for its
                  * batch id's status, polled by poll_imports(). */
-                a->st.imports++;
                 err = osy_ac_bulk_unsubscribe(t->wr, bc, cnt, batch,
                                               sizeof(batch), &ans, errstr,
                                               sizeof(errstr));
+                /* Over the importer's 400,000 bytes (contacts on many
+                 * lists): nothing was sent, so the same contacts go again
+                 * in halves. Before, all of them were dead-lettered. */
+                if (err == OSY_ERR_TOO_LARGE && cnt > 1) {
+                        limit = cnt / 2;
+                        cnt   = 0;
+                        continue;
+                }
+                a->st.imports++;
                 osy_histogram_observe(a->m_wait,
                                       (double)ans.waited_ms / 1000.0);
                 if (!ans.limited)
@@ -810,9 +820,11 @@ static void write_bulk(acw_t *a, struct acw_tenant *t,
                                  "bulk import of %zu contacts: %s; attempt %d",
                                  cnt, errstr, p->attempts + 1);
                         if (err == OSY_ERR_PERMANENT ||
-                            err == OSY_ERR_INVALID) {
-                                /* The payload was refused, nothing queued:
-                                 * do these one list at a time instead. */
+                            err == OSY_ERR_INVALID ||
+                            err == OSY_ERR_TOO_LARGE) {
+                                /* The payload was refused (or one contact
+                                 * alone is too large), nothing queued: do
+                                 * these one list at a time instead. */
                                 y->no_bulk = 1;
                                 if (a->w)
                                         osy_writer_audit(
