@@ -251,6 +251,55 @@ static void register_repairs_duplicates_stale_and_incomplete(void **state)
         free(out);
 }
 
+/* AC lists our hook twice: once as itself, once with an id that is a
+ * path ("../contacts/7"). Before, the run deleted "the duplicate":
+ * DELETE /api/3/webhooks/../contacts/7, which curl sends as
+ * DELETE /api/3/contacts/7. Now an id that is not digits is left alone. */
+static void register_leaves_unreadable_hook_ids_alone(void **state)
+{
+        char ours[256], hook[1024], body[2300], rule[2600], *out, *resp = NULL;
+        char auth[64];
+        const char *hdrs[] = {auth, NULL};
+        (void)state;
+
+        snprintf(ours, sizeof(ours), PUBLIC "/webhooks/ac/rid/tok-rid-s3cret");
+        snprintf(hook, sizeof(hook),
+                 "\"url\":\"%s\",\"events\":[\"subscribe\",\"unsubscribe\","
+                 "\"bounce\",\"contact_tag_added\",\"contact_tag_removed\","
+                 "\"update\"],\"sources\":[\"public\",\"admin\",\"api\","
+                 "\"system\"],\"listid\":\"0\"",
+                 ours);
+        snprintf(body, sizeof(body), "[{\"id\":\"6\",\"name\":\"optsync\",%s}]",
+                 hook);
+        fixture("rid", body);
+        start("rid");
+        snprintf(body, sizeof(body),
+                 "{\"webhooks\":[{\"id\":\"6\",\"name\":\"optsync\",%s},"
+                 "{\"id\":\"../contacts/7\",\"name\":\"optsync\",%s},"
+                 "{\"id\":12.6,\"name\":\"optsync\",%s}]}",
+                 hook, hook, hook);
+        snprintf(rule, sizeof(rule),
+                 "{\"endpoint\":\"ac.webhooks\",\"method\":\"GET\","
+                 "\"kind\":\"status\",\"status\":200,\"count\":1,"
+                 "\"body\":%s}",
+                 body);
+        assert_int_equal(osy_test_sandbox_call(&sbx, "POST", "/sandbox/faults",
+                                               NULL, rule, NULL),
+                         201);
+        assert_int_equal(ingest_register(&ing, PUBLIC, NULL, &out), 0);
+        if (strstr(out, "deleted"))
+                fail_msg("register deleted something:\n%s", out);
+        assert_non_null(strstr(out, "webhook 6 unchanged"));
+        assert_non_null(strstr(out, "unreadable id left alone"));
+        free(out);
+        snprintf(auth, sizeof(auth), "Api-Token: api-rid-token");
+        assert_int_equal(osy_test_sandbox_call(&sbx, "GET",
+                                               "/ac/rid/api/3/contacts/7", hdrs,
+                                               NULL, &resp),
+                         200);
+        free(resp);
+}
+
 static void register_refused_token_reported(void **state)
 {
         char *out;
@@ -429,6 +478,8 @@ int main(int argc, char **argv)
             cmocka_unit_test_teardown(
                 register_repairs_duplicates_stale_and_incomplete,
                 case_teardown),
+            cmocka_unit_test_teardown(register_leaves_unreadable_hook_ids_alone,
+                                      case_teardown),
             cmocka_unit_test_teardown(register_refused_token_reported,
                                       case_teardown),
             cmocka_unit_test_teardown(sandbox_deliveries_land_as_envelopes,

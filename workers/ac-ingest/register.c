@@ -5,6 +5,8 @@
  */
 #include "register.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -137,6 +139,27 @@ static int listid_zero(const cJSON *v)
                (!strcmp(v->valuestring, "0") || !*v->valuestring);
 }
 
+/* AC's webhook id as 1..20 digits (a string, or a whole JSON number);
+ * 0 if it is anything else. */
+static int hook_id(const cJSON *id, char *out, size_t size)
+{
+        size_t len;
+
+        out[0] = '\0';
+        if (cJSON_IsNumber(id) && id->valuedouble >= 1 &&
+            id->valuedouble < 9007199254740992.0 &&
+            id->valuedouble == floor(id->valuedouble))
+                snprintf(out, size, "%.0f", id->valuedouble);
+        else if (cJSON_IsString(id) && id->valuestring)
+                snprintf(out, size, "%s", id->valuestring);
+        len = strlen(out);
+        if (!len || len > 20 || strspn(out, "0123456789") != len) {
+                out[0] = '\0';
+                return 0;
+        }
+        return 1;
+}
+
 static osy_err_t list_hooks(struct ctx *x, struct hook **hooks, size_t *n,
                             char *errstr, size_t errstr_size)
 {
@@ -174,8 +197,28 @@ static osy_err_t list_hooks(struct ctx *x, struct hook **hooks, size_t *n,
                             cJSON_GetObjectItemCaseSensitive(w, "url");
                         struct hook *h, *grown;
 
+                        char hid[sizeof((*hooks)->id)];
+                        int seen = 0;
+
                         got++;
                         if (!cJSON_IsString(u))
+                                continue;
+                        /* The id goes into DELETE and PUT paths: digits
+                         * only. "../contacts/5" would have become
+                         * DELETE /api/3/contacts/5 (curl resolves dot
+                         * segments), and 12.6 hook 13. A hook listed
+                         * twice (pages shifting under offset paging) is
+                         * one hook, not a duplicate to delete. */
+                        if (!hook_id(id, hid, sizeof(hid))) {
+                                fprintf(x->out,
+                                        "%s: a webhook with an unreadable id "
+                                        "left alone\n",
+                                        x->t->id);
+                                continue;
+                        }
+                        for (size_t k = 0; k < *n && !seen; k++)
+                                seen = !strcmp((*hooks)[k].id, hid);
+                        if (seen)
                                 continue;
                         if (!(grown = realloc(*hooks,
                                               (*n + 1) * sizeof(**hooks)))) {
@@ -187,12 +230,7 @@ static osy_err_t list_hooks(struct ctx *x, struct hook **hooks, size_t *n,
                         *hooks = grown;
                         h      = &(*hooks)[*n];
                         memset(h, 0, sizeof(*h));
-                        if (cJSON_IsString(id))
-                                snprintf(h->id, sizeof(h->id), "%s",
-                                         id->valuestring);
-                        else if (cJSON_IsNumber(id))
-                                snprintf(h->id, sizeof(h->id), "%.0f",
-                                         id->valuedouble);
+                        memcpy(h->id, hid, sizeof(h->id));
                         if (!(h->url = strdup(u->valuestring))) {
                                 cJSON_Delete(root);
                                 return osy_err_set(OSY_ERR_NOMEM, errstr,
