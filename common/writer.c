@@ -5,6 +5,7 @@
  */
 #include "optsync/writer.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1210,8 +1211,13 @@ static void check_applied(osy_writer_t *w, struct witem **items, size_t *np,
                         items[kept++] = it;
                         continue;
                 }
-                v.ms = strtoll(el->str, &end, 10);
-                if (!end || *end != ' ') {
+                errno = 0;
+                v.ms  = strtoll(el->str, &end, 10);
+                /* Out of range is malformed too: a saturated INT64_MAX
+                 * would read as "a newer command was applied" and skip
+                 * every command of the person until the marker expires. */
+                if (!end || *end != ' ' || end == el->str || errno ||
+                    v.ms < 0 || v.ms > OSY_TIME_MAX_MS) {
                         items[kept++] = it;
                         continue;
                 }

@@ -7,6 +7,7 @@
 #include "osy_test.h"
 #include "rules_decide.h"
 #include "rules_state.h"
+#include "optsync/timeutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -1119,6 +1120,9 @@ static void state_decode_refuses_garbage(void **s)
             "1|0||3|1|-|c1|1,",                  /* trailing comma */
             "1|0||3|1|-|c1",                     /* 7 fields */
             "1|99999999999999999999||3|1|-|c1|", /* overflow */
+            /* no time: as a version it made every later event stale */
+            "1|9223372036854775807||3|1|-|c1|",
+            "1|253402300800000||3|1|-|c1|",
         };
         struct osy_rules_person p;
         char errstr[OSY_ERRSTR_SIZE];
@@ -1130,6 +1134,13 @@ static void state_decode_refuses_garbage(void **s)
                         fail_msg("accepted '%s'", bad[i]);
                 assert_int_equal(p.lists_cnt, 0);
         }
+        /* The last millisecond of 9999 is still a time. */
+        assert_int_equal(osy_rules_person_decode("1|253402300799999||3|1|-|c1|",
+                                                 28, &p, errstr,
+                                                 sizeof(errstr)),
+                         OSY_OK);
+        assert_true(p.version_ms == OSY_TIME_MAX_MS);
+        osy_rules_person_clear(&p);
 }
 
 static void state_lists_are_a_sorted_set(void **s)

@@ -133,6 +133,40 @@ static void replayed_command_is_skipped(void **state)
         wt_stop(&t);
 }
 
+/* A person's applied marker reads "99999999999999999999 x" (a broken or
+ * tampered Redis). strtoll saturated it to INT64_MAX: "a newer command
+ * was applied", and every command of the person was skipped until the
+ * marker expired (7 days). Out of range now reads as no marker. */
+static void out_of_range_marker_does_not_skip_commands(void **state)
+{
+        struct wt t;
+        char *fx = people_fixture(3, NULL);
+        char key[256], e[OSY_ERRSTR_SIZE];
+        const char *argv[3] = {"SET", key, "99999999999999999999 x"};
+        redisReply *r       = NULL;
+        struct osy_writer_stats st;
+        (void)state;
+
+        assert_int_equal(wt_start(&t, fx, NULL), 0);
+        free(fx);
+        wt_sf_writer(&t);
+        assert_int_equal(osy_writer_applied_key(key, sizeof(key), "wt",
+                                                OSY_STAGE_SF_WRITER, WT_TENANT,
+                                                "p001@x.com"),
+                         OSY_OK);
+        assert_int_equal(
+            osy_redis_command_argv(t.redis, 3, argv, NULL, &r, e, sizeof(e)),
+            OSY_OK);
+        freeReplyObject(r);
+        wt_feed(&t, "p001@x.com", 1, 5000, NULL);
+        assert_int_equal(wt_drain(&t, 10000), 0);
+        osy_writer_get_stats(t.w, &st);
+        assert_int_equal(st.stale, 0);
+        assert_int_equal(st.applied, 1);
+        assert_int_equal(wt_sf_optout(&t, wt_sf_id(&t, "C001")), 1);
+        wt_stop(&t);
+}
+
 static void every_record_of_a_duplicate_email_is_written(void **state)
 {
         struct wt t;
@@ -579,6 +613,7 @@ int main(int argc, char **argv)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(batches_of_200_and_newest_wins),
             cmocka_unit_test(replayed_command_is_skipped),
+            cmocka_unit_test(out_of_range_marker_does_not_skip_commands),
             cmocka_unit_test(every_record_of_a_duplicate_email_is_written),
             cmocka_unit_test(converted_lead_is_followed_to_its_contact),
             cmocka_unit_test(

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "optsync/timeutil.h"
+
 const char *const osy_rules_qualifying_tags[OSY_RULES_QUALIFYING_TAGS] = {
     "added-to-salesforce-lead", "created-from-salesforce-lead",
     "added-to-salesforce-contact", "created-from-salesforce-contact",
@@ -257,7 +259,9 @@ osy_err_t osy_rules_person_decode(const char *buf, size_t len,
         if (fl[0] != 1 || f[0][0] != OSY_RULES_STATE_FORMAT[0])
                 return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
                                    "person state: unknown format");
-        if (parse_u64(f[1], fl[1], INT64_MAX, &v))
+        /* A time, as every version: beyond OSY_TIME_MAX_MS (year 9999)
+         * it would make every later event of the person stale. */
+        if (parse_u64(f[1], fl[1], (uint64_t)OSY_TIME_MAX_MS, &v))
                 return osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
                                    "person state: bad version ms");
         p->version_ms = (int64_t)v;
