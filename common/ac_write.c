@@ -355,6 +355,22 @@ osy_err_t osy_ac_import_info_parse(const char *body,
         ok             = cJSON_GetObjectItemCaseSensitive(root, "success");
         fail           = cJSON_GetObjectItemCaseSensitive(root, "failure");
         out->n_success = cJSON_IsArray(ok) ? (size_t)cJSON_GetArraySize(ok) : 0;
+        /* The emails the importer refused. Any other shape is not "none
+         * refused": every contact of the batch would count as done. */
+        if (fail && !cJSON_IsNull(fail) && !cJSON_IsArray(fail)) {
+                err = osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
+                                  "import info: failure is not a list");
+                goto out;
+        }
+        cJSON_ArrayForEach(e, fail)
+        {
+                if (cJSON_IsString(e) && e->valuestring)
+                        continue;
+                err = osy_err_set(OSY_ERR_INVALID, errstr, errstr_size,
+                                  "import info: failure holds something "
+                                  "other than emails");
+                goto out;
+        }
         if (cJSON_IsArray(fail) && cJSON_GetArraySize(fail) > 0) {
                 out->failure = calloc((size_t)cJSON_GetArraySize(fail),
                                       sizeof(*out->failure));
@@ -365,8 +381,6 @@ osy_err_t osy_ac_import_info_parse(const char *body,
                 cJSON_ArrayForEach(e, fail)
                 {
                         char *s;
-                        if (!cJSON_IsString(e) || !e->valuestring)
-                                continue;
                         if (!(s = strdup(e->valuestring))) {
                                 err = OSY_ERR_NOMEM;
                                 goto out;
@@ -378,7 +392,7 @@ osy_err_t osy_ac_import_info_parse(const char *body,
                 }
         }
 out:
-        if (err == OSY_ERR_NOMEM)
+        if (err)
                 osy_ac_import_status_clear(out);
         cJSON_Delete(root);
         return err;

@@ -133,6 +133,19 @@ static void import_info_reports_completion_and_failures(void **state)
         assert_false(s.completed);
         assert_int_equal(osy_ac_import_info_parse("[]", &s, e, sizeof(e)),
                          OSY_ERR_INVALID);
+        /* A failure list in another shape is not "none refused": before,
+         * its items were skipped and every contact counted as done. */
+        assert_int_equal(
+            osy_ac_import_info_parse("{\"status\":\"completed\",\"success\":[],"
+                                     "\"failure\":[{\"email\":\"bad@x.com\"}]}",
+                                     &s, e, sizeof(e)),
+            OSY_ERR_INVALID);
+        assert_int_equal(
+            osy_ac_import_info_parse("{\"status\":\"completed\",\"failure\":"
+                                     "\"bad@x.com\"}",
+                                     &s, e, sizeof(e)),
+            OSY_ERR_INVALID);
+        assert_null(s.failure);
 }
 
 static void write_client_needs_its_options(void **state)

@@ -378,6 +378,24 @@ static void poll_imports(acw_t *a, struct acw_tenant *t,
                                 defer(p, now_ms, NULL);
                                 continue;
                         }
+                        if (err == OSY_ERR_INVALID) {
+                                /* An answer we cannot read says nothing
+                                 * about who was refused: the contacts go
+                                 * list by list (an unsubscribe done twice
+                                 * is still one). */
+                                y->no_bulk  = 1;
+                                y->batch[0] = '\0';
+                                if (a->w)
+                                        osy_writer_audit(
+                                            a->w, p, "ac_bulk_unsubscribe",
+                                            OSY_OUTCOME_RETRYING, OSY_API_AC,
+                                            ans.status,
+                                            first ? y->import_calls : 0, errstr,
+                                            now_ms);
+                                first = 0;
+                                defer(p, now_ms, NULL);
+                                continue;
+                        }
                         if (err || !st.completed) {
                                 /* The import was accepted: waiting for it
                                  * is not a failed attempt. */
