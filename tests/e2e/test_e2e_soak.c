@@ -112,10 +112,14 @@ static void settle_and_compare(struct fixture *f, const char *when)
         long bad = e2e_check(&f->stack, &f->world, 2000, 240000, NULL, report,
                              sizeof(report));
 
-        if (bad)
+        if (bad) {
+                /* The run's directory goes with the test: show how the
+                 * workers saw the end of it. */
+                e2e_stack_print_log_tails(&f->stack, stderr, 4000);
                 fail_msg("%s: %ld people differ from the rules (-1: no "
                          "verdict):\n%s",
                          when, bad, report);
+        }
 }
 
 /* ---- "no acknowledged event is lost" ------------------------------------ */

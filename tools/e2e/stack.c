@@ -232,6 +232,26 @@ static void path_in(const struct e2e_stack *s, char *out, size_t size,
         snprintf(out, size, "%s/%s", s->dir, name);
 }
 
+void e2e_stack_print_log_tails(const struct e2e_stack *s, FILE *out,
+                               size_t bytes)
+{
+        for (int w = 0; w < E2E_WORKERS; w++) {
+                char name[64], path[sizeof(s->dir) + 64];
+                char *text;
+                size_t n;
+
+                snprintf(name, sizeof(name), "%s.log", worker_names[w]);
+                path_in(s, path, sizeof(path), name);
+                if (!(text = read_file(path)))
+                        continue;
+                n = strlen(text);
+                fprintf(out, "---- %s (last %zu of %zu bytes)\n%s\n", name,
+                        n > bytes ? bytes : n, n,
+                        text + (n > bytes ? n - bytes : 0));
+                free(text);
+        }
+}
+
 static void bin_path(char *out, size_t size, const char *rel)
 {
         snprintf(out, size, "%s/%s", OSY_BUILD_DIR, rel);

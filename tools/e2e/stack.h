@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -93,6 +94,11 @@ int e2e_stack_start(struct e2e_stack *s, const struct e2e_stack_opts *o,
  *         running after its grace, remove the run directory unless kept.
  *         Safe on a zeroed or half-started stack, and twice. */
 void e2e_stack_stop(struct e2e_stack *s);
+
+/** @brief Print the last @p bytes of each worker's log to @p out: what a
+ *         failed check shows, where the run's directory is gone (CI). */
+void e2e_stack_print_log_tails(const struct e2e_stack *s, FILE *out,
+                               size_t bytes);
 
 /** @brief SIGKILL one worker and reap it (a crash, no shutdown work). */
 void e2e_stack_kill(struct e2e_stack *s, enum e2e_worker w);
