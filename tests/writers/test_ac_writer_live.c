@@ -243,6 +243,44 @@ static void unreadable_import_status_goes_list_by_list(void **state)
         wt_stop(&t);
 }
 
+/* GET /import/info fails on every poll (503). Before, the commands were
+ * polled for forever (the give-up covered only "not completed"), holding
+ * their partition's offsets; past the give-up they now go list by list. */
+static void
+import_status_failing_past_the_give_up_goes_list_by_list(void **state)
+{
+        struct wt t;
+        char *fx = ac_fixture(6, "\"rate_per_s\":0,\"import\":{\"delay_ms\":"
+                                 "200},");
+        struct osy_writer_stats st;
+        char email[32], hint[8];
+        (void)state;
+
+        assert_int_equal(wt_start(&t, fx, NULL), 0);
+        free(fx);
+        t.wo.cmd_type          = OSY_MSG_AC_COMMAND;
+        t.ao.bulk_threshold    = 5;
+        t.ao.bulk_poll_ms      = 200;
+        t.ao.import_give_up_ms = 1500;
+        wt_ac_writer(&t);
+        wt_post(&t, "/sandbox/faults",
+                "{\"endpoint\":\"ac.import\",\"method\":\"GET\","
+                "\"kind\":\"json503\",\"count\":100000}");
+        for (int i = 1; i <= 6; i++) {
+                snprintf(email, sizeof(email), "c%d@x.com", i);
+                snprintf(hint, sizeof(hint), "%d", i);
+                wt_feed(&t, email, 1, 1000, hint);
+        }
+        assert_int_equal(wt_drain(&t, 20000), 0);
+        osy_writer_get_stats(t.w, &st);
+        assert_int_equal(st.applied, 6);
+        assert_int_equal(st.dead_letters, 0);
+        assert_int_equal(wt_requests(&t, "ac.import", "POST", 200, NULL), 1);
+        assert_true(wt_requests(&t, "ac.*", "POST", 0, "/contactLists") >= 6);
+        assert_int_equal(wt_ac_status(&t, "3", "1"), 2);
+        wt_stop(&t);
+}
+
 /*
  * 250 contacts, each active on 100 lists with five-digit ids: one import
  * of all of them is over the importer's 400,000 bytes. It is split and
@@ -528,6 +566,8 @@ int main(int argc, char **argv)
             cmocka_unit_test(backlog_goes_by_bulk_import),
             cmocka_unit_test(oversized_import_is_split_not_dead_lettered),
             cmocka_unit_test(unreadable_import_status_goes_list_by_list),
+            cmocka_unit_test(
+                import_status_failing_past_the_give_up_goes_list_by_list),
             cmocka_unit_test(bulk_import_goes_while_the_backlog_is_still_read),
             cmocka_unit_test(contact_refused_by_the_importer_goes_list_by_list),
             cmocka_unit_test(throttling_and_503_are_honoured),

@@ -231,6 +231,8 @@ osy_err_t acw_new(acw_t **ap, const struct acw_opts *opts, char *errstr,
                 a->o.rl_max_wait_ms = 30000;
         if (a->o.bulk_poll_ms <= 0)
                 a->o.bulk_poll_ms = 2000;
+        if (a->o.import_give_up_ms <= 0)
+                a->o.import_give_up_ms = ACW_IMPORT_GIVE_UP_MS;
         a->prefix = strdup(opts->redis_prefix ? opts->redis_prefix : "optsync");
         if (!a->prefix) {
                 free(a);
@@ -372,17 +374,23 @@ static void poll_imports(acw_t *a, struct acw_tenant *t,
                                 y->import_calls++;
                         if (err == OSY_ERR_NOT_FOUND ||
                             (!err && !st.completed &&
-                             now_ms - y->batch_at > ACW_IMPORT_GIVE_UP_MS)) {
+                             now_ms - y->batch_at > a->o.import_give_up_ms)) {
                                 /* Lost (or stuck): import it again. */
                                 y->batch[0] = '\0';
                                 defer(p, now_ms, NULL);
                                 continue;
                         }
-                        if (err == OSY_ERR_INVALID) {
+                        if (err == OSY_ERR_INVALID ||
+                            (err &&
+                             now_ms - y->batch_at > a->o.import_give_up_ms)) {
                                 /* An answer we cannot read says nothing
-                                 * about who was refused: the contacts go
-                                 * list by list (an unsubscribe done twice
-                                 * is still one). */
+                                 * about who was refused, and one that
+                                 * fails past the give-up may never come:
+                                 * the contacts go list by list (an
+                                 * unsubscribe done twice is still one).
+                                 * Polling on, as before, held the
+                                 * commands, and the partition's offsets,
+                                 * forever. */
                                 y->no_bulk  = 1;
                                 y->batch[0] = '\0';
                                 if (a->w)

@@ -32,7 +32,8 @@
 /** Wait after AC refused the API token (403) before trying again. */
 #define ACW_AUTH_PAUSE_MS 60000
 
-/** An import still not applied after this long is sent again. */
+/** An import still not applied after this long is sent again; one whose
+ *  status cannot be read for this long goes list by list. */
 #define ACW_IMPORT_GIVE_UP_MS (15LL * 60 * 1000)
 
 /** What the handler needs; pointers are borrowed. */
@@ -46,6 +47,9 @@ struct acw_opts {
         struct osy_http_opts http;
         size_t bulk_threshold; /**< due commands that switch to bulk; 0 off */
         int64_t bulk_poll_ms;  /**< GET /import/info period; 0: 2 s */
+        /** Give-up on an import (see ACW_IMPORT_GIVE_UP_MS, the default
+         *  for 0); tests shorten it. */
+        int64_t import_give_up_ms;
         /** 1: take the contact id from the rules worker's cached person
          *  state when it has it (read only; never its lists, which hold
          *  the decided state, empty after R4). */
