@@ -326,6 +326,48 @@ static void unnamed_malformed_events_poll_their_object_back(void **state)
         osy_sfi_plan_clear(&p);
 }
 
+/* Events on channels nobody subscribed to: skipped, and no position is
+ * kept for them. Before, four such events took every slot of pos[] and
+ * the real channel's replay id was not saved (its events came again). */
+static void events_on_other_channels_are_skipped(void **state)
+{
+        struct osy_sfi_reply r;
+        struct osy_sfi_plan p;
+        (void)state;
+
+        osy_sfi_plan_init(&p);
+        for (int i = 0; i < 4; i++) {
+                char ch[16];
+                snprintf(ch, sizeof(ch), "/x/%d", i);
+                assert_int_equal(
+                    osy_sfi_plan_add_event(
+                        &p,
+                        one_event(&r, ch, "Contact", "UPDATE",
+                                  "[\"003000000000001AAA\"]",
+                                  "[\"HasOptedOutOfEmail\"]",
+                                  "\"HasOptedOutOfEmail\":true", "90"),
+                        CLIENT),
+                    OSY_OK);
+                osy_sfi_reply_clear(&r);
+        }
+        assert_int_equal(p.change_cnt, 0);
+        assert_int_equal(p.pos_cnt, 0);
+        assert_int_equal(osy_sfi_plan_add_event(
+                             &p,
+                             one_event(&r, OSY_SFI_CHANNEL_CONTACT, "Contact",
+                                       "UPDATE", "[\"003000000000001AAA\"]",
+                                       "[\"HasOptedOutOfEmail\"]",
+                                       "\"HasOptedOutOfEmail\":true", "91"),
+                             CLIENT),
+                         OSY_OK);
+        osy_sfi_reply_clear(&r);
+        assert_int_equal(p.change_cnt, 1);
+        assert_int_equal(p.pos_cnt, 1);
+        assert_string_equal(p.pos[0].channel, OSY_SFI_CHANNEL_CONTACT);
+        assert_string_equal(p.pos[0].replay_id, "91");
+        osy_sfi_plan_clear(&p);
+}
+
 static void records_without_email_are_skipped_and_counted(void **state)
 {
         struct osy_sfi_plan p;
@@ -725,6 +767,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(gap_events_ask_for_rereads_and_polls),
             cmocka_unit_test(unreadable_events_are_read_back),
             cmocka_unit_test(unnamed_malformed_events_poll_their_object_back),
+            cmocka_unit_test(events_on_other_channels_are_skipped),
             cmocka_unit_test(records_without_email_are_skipped_and_counted),
             cmocka_unit_test(other_entities_are_skipped),
             cmocka_unit_test(positions_follow_each_channel),

@@ -238,6 +238,15 @@ osy_err_t osy_sfi_plan_add_event(struct osy_sfi_plan *p,
         int opt_changed, conv, email_changed, skip;
         osy_err_t err = OSY_OK;
 
+        /* Only the two channels subscribed to: an event on another one
+         * (a server bug, a forged answer) has no replay position of ours,
+         * and would push the real ones out of pos[] (4 slots) and write
+         * keys for invented channels. */
+        if (strcmp(ev->channel, OSY_SFI_CHANNEL_CONTACT) &&
+            strcmp(ev->channel, OSY_SFI_CHANNEL_LEAD)) {
+                p->skipped[OSY_SFI_SKIP_OTHER_ENTITY]++;
+                return OSY_OK;
+        }
         track_position(p, ev);
         p->by_type[ev->change_type < OSY_SFI_CT__CNT ? ev->change_type : 0]++;
         if (ev->error) {
