@@ -327,6 +327,26 @@ static const char *json_str(const cJSON *o, const char *name)
         return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* Every API call goes to instance_url with the bearer token: it must be
+ * http(s) (plain http only when the login URL is plain http too: the
+ * sandbox), with no user part ("https://x@evil.example" is evil.example)
+ * and nothing unprintable. */
+static int instance_url_ok(const char *u, const char *login_url)
+{
+        int https = !strncmp(u, "https://", 8);
+
+        if (!https && (strncmp(u, "http://", 7) ||
+                       strncmp(login_url ? login_url : "", "http://", 7)))
+                return 0;
+        if (!u[https ? 8 : 7])
+                return 0;
+        for (; *u; u++)
+                if ((unsigned char)*u <= ' ' || (unsigned char)*u >= 0x7f ||
+                    *u == '@')
+                        return 0;
+        return 1;
+}
+
 /* Fetches a token (lock held). */
 static osy_err_t fetch_token(osy_sf_auth_t *a, int64_t now_ms, char *errstr,
                              size_t errstr_size)
@@ -375,6 +395,13 @@ static osy_err_t fetch_token(osy_sf_auth_t *a, int64_t now_ms, char *errstr,
                 err = osy_err_set(OSY_ERR_TRANSIENT, errstr, errstr_size,
                                   "sf token: answer without a usable "
                                   "access_token and instance_url");
+                goto out;
+        }
+        if (!instance_url_ok(inst, a->login_url)) {
+                err = osy_err_set(OSY_ERR_TRANSIENT, errstr, errstr_size,
+                                  "sf token: instance_url is not an "
+                                  "http(s) URL of a host (%.80s)",
+                                  inst);
                 goto out;
         }
         osy_log_add_secret(token);

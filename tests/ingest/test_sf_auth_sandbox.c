@@ -374,9 +374,46 @@ static void token_endpoint_outage_is_transient(void **state)
         osy_sf_auth_destroy(a);
 }
 
+/* The token answer's instance_url receives every call and the bearer
+ * token. Before, any string was taken: "http://evil.example@host" sends
+ * to evil.example, "ftp://" or "gopher://" to whatever libcurl speaks. */
+static void instance_url_must_be_a_host_of_ours(void **state)
+{
+        static const char *const bad[] = {
+            "http://evil.example@127.0.0.1:9/sf/acme", "ftp://127.0.0.1/sf",
+            "http://", "http://127.0.0.1/sf acme"};
+        struct fx *f     = *state;
+        osy_sf_auth_t *a = auth_for(f, OSY_SF_AUTH_CLIENT_CREDENTIALS,
+                                    "sandbox-client-secret", NULL);
+        struct osy_sf_token tok;
+        char e[OSY_ERRSTR_SIZE] = "", rule[512];
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+                snprintf(rule, sizeof(rule),
+                         "{\"endpoint\":\"sf.token\",\"kind\":\"status\","
+                         "\"status\":200,\"count\":1,\"body\":{"
+                         "\"access_token\":\"00Dforged!token\","
+                         "\"instance_url\":\"%s\",\"token_type\":\"Bearer\"}}",
+                         bad[i]);
+                assert_int_equal(osy_test_sandbox_call(&f->sb, "POST",
+                                                       "/sandbox/faults", NULL,
+                                                       rule, NULL),
+                                 201);
+                if (osy_sf_auth_token(a, wall_ms(), &tok, e, sizeof(e)) ==
+                    OSY_OK)
+                        fail_msg("instance_url %s accepted", bad[i]);
+        }
+        /* The sandbox's own answer still passes. */
+        assert_int_equal(osy_sf_auth_token(a, wall_ms(), &tok, e, sizeof(e)),
+                         OSY_OK);
+        osy_sf_auth_destroy(a);
+}
+
 int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
+            cmocka_unit_test_setup_teardown(instance_url_must_be_a_host_of_ours,
+                                            setup, teardown),
             cmocka_unit_test_setup_teardown(long_query_url_is_sent_whole, setup,
                                             teardown),
             cmocka_unit_test_setup_teardown(client_credentials_grant, setup,
