@@ -565,6 +565,14 @@ static void untick_and_unqualified_give_audit_only(void **s)
 /* ---- bad input, misses without AC
  * ---------------------------------------------- */
 
+/* Collects outputs until @p n dead letters arrived or 5 s passed. */
+static void wait_dlq(size_t n)
+{
+        for (int64_t end = osy_test_now_ms() + 5000;
+             count_type(OSY_MSG_DLQ) < n && osy_test_now_ms() < end;)
+                collect(100);
+}
+
 static void poison_goes_to_dlq_and_the_stream_moves_on(void **s)
 {
         static const char junk[] = "\x01\x02not json";
@@ -573,7 +581,6 @@ static void poison_goes_to_dlq_and_the_stream_moves_on(void **s)
             "\"email\":\"p9@example.com\",\"payload\":{\"kind\":\"subscribe\"}"
             "}";
         char ids[1][OSY_ID_BUFSZ];
-        int64_t end;
         (void)s;
 
         seed(9, "", '-');
@@ -586,9 +593,7 @@ static void poison_goes_to_dlq_and_the_stream_moves_on(void **s)
         flush_inputs();
         wait_audits(ids, 1, WAIT_MS);
         expect_sf(ids[0], OSY_RULE_R1, 0);
-        end = osy_test_now_ms() + 5000;
-        while (count_type(OSY_MSG_DLQ) < 2 && osy_test_now_ms() < end)
-                collect(100);
+        wait_dlq(2);
         assert_int_equal(count_type(OSY_MSG_DLQ), 2);
         for (size_t i = 0; i < E.n_got; i++) {
                 const struct osy_msg *d = &E.got[i];
@@ -613,7 +618,6 @@ static void undecidable_event_goes_to_dlq_and_the_stream_moves_on(void **s)
         static char lists[OSY_RULES_LISTS_MAX * 6];
         char ids[2][OSY_ID_BUFSZ];
         size_t n = 0, dlq = 0;
-        int64_t end;
         (void)s;
 
         for (int l = 0; l < OSY_RULES_LISTS_MAX; l++)
@@ -627,9 +631,7 @@ static void undecidable_event_goes_to_dlq_and_the_stream_moves_on(void **s)
         flush_inputs();
         wait_audits(ids + 1, 1, WAIT_MS);
         expect_sf(ids[1], OSY_RULE_R1, 0);
-        end = osy_test_now_ms() + 5000;
-        while (count_type(OSY_MSG_DLQ) < 1 && osy_test_now_ms() < end)
-                collect(100);
+        wait_dlq(1);
         for (size_t i = 0; i < E.n_got; i++) {
                 const struct osy_msg *d = &E.got[i];
                 if (d->type != OSY_MSG_DLQ)
@@ -676,9 +678,7 @@ static void poison_in_a_large_batch_keeps_its_reason(void **s)
         flush_inputs();
         start_worker(); /* after the backlog: one batch of 152 */
         wait_audits(ids, EVENTS, WAIT_MS);
-        for (int64_t end = osy_test_now_ms() + 5000;
-             count_type(OSY_MSG_DLQ) < 2 && osy_test_now_ms() < end;)
-                collect(100);
+        wait_dlq(2);
         for (size_t i = 0; i < E.n_got; i++) {
                 const struct osy_msg *d = &E.got[i];
                 if (d->type != OSY_MSG_DLQ)

@@ -200,32 +200,42 @@ static void every_record_of_a_duplicate_email_is_written(void **state)
         wt_stop(&t);
 }
 
-static void converted_lead_is_followed_to_its_contact(void **state)
+/* Starts the sf-writer on a Lead (b@x.com) and a Contact with another
+ * email, writes the Lead once (so the cache names it), then converts the
+ * Lead into that Contact. Their ids go to @p lead and @p contact. */
+static void start_with_converted_lead(struct wt *t, char lead[32],
+                                      char contact[32])
 {
-        struct wt t;
         const char *fx =
             "{\"tenants\":{\"t1\":{\"sf\":{\"contacts\":["
             "{\"Email\":\"zed@other.com\",\"LastName\":\"CZ\"}],"
             "\"leads\":[{\"Email\":\"b@x.com\",\"LastName\":\"LB\","
             "\"Company\":\"Co\"}]}}}}";
-        char path[128], lead[32], contact[32];
-        struct osy_writer_stats st;
-        (void)state;
+        char path[128], body[96];
 
-        assert_int_equal(wt_start(&t, fx, NULL), 0);
-        wt_sf_writer(&t);
-        snprintf(lead, sizeof(lead), "%s", wt_sf_id(&t, "LB"));
-        snprintf(contact, sizeof(contact), "%s", wt_sf_id(&t, "CZ"));
+        assert_int_equal(wt_start(t, fx, NULL), 0);
+        wt_sf_writer(t);
+        snprintf(lead, 32, "%s", wt_sf_id(t, "LB"));
+        snprintf(contact, 32, "%s", wt_sf_id(t, "CZ"));
         /* First write: the Lead (cached for b@x.com). */
-        wt_feed(&t, "b@x.com", 0, 1000, NULL);
-        assert_int_equal(wt_drain(&t, 10000), 0);
+        wt_feed(t, "b@x.com", 0, 1000, NULL);
+        assert_int_equal(wt_drain(t, 10000), 0);
         /* The Lead is converted into an existing Contact with another
          * email; the cache still names the Lead. */
         snprintf(path, sizeof(path),
                  "/sandbox/sf/" WT_TENANT "/leads/%s/convert", lead);
-        char body[96];
         snprintf(body, sizeof(body), "{\"contact_id\":\"%s\"}", contact);
-        wt_post(&t, path, body);
+        wt_post(t, path, body);
+}
+
+static void converted_lead_is_followed_to_its_contact(void **state)
+{
+        struct wt t;
+        char lead[32], contact[32];
+        struct osy_writer_stats st;
+        (void)state;
+
+        start_with_converted_lead(&t, lead, contact);
         wt_feed(&t, "b@x.com", 1, 2000, NULL);
         assert_int_equal(wt_drain(&t, 10000), 0);
         osy_writer_get_stats(t.w, &st);
@@ -251,25 +261,11 @@ static void converted_lead_is_followed_to_its_contact(void **state)
 static void unreadable_converted_answer_is_retried_not_applied(void **state)
 {
         struct wt t;
-        const char *fx =
-            "{\"tenants\":{\"t1\":{\"sf\":{\"contacts\":["
-            "{\"Email\":\"zed@other.com\",\"LastName\":\"CZ\"}],"
-            "\"leads\":[{\"Email\":\"b@x.com\",\"LastName\":\"LB\","
-            "\"Company\":\"Co\"}]}}}}";
-        char path[128], lead[32], contact[32], body[96];
+        char lead[32], contact[32];
         struct osy_writer_stats st;
         (void)state;
 
-        assert_int_equal(wt_start(&t, fx, NULL), 0);
-        wt_sf_writer(&t);
-        snprintf(lead, sizeof(lead), "%s", wt_sf_id(&t, "LB"));
-        snprintf(contact, sizeof(contact), "%s", wt_sf_id(&t, "CZ"));
-        wt_feed(&t, "b@x.com", 0, 1000, NULL); /* caches the Lead */
-        assert_int_equal(wt_drain(&t, 10000), 0);
-        snprintf(path, sizeof(path),
-                 "/sandbox/sf/" WT_TENANT "/leads/%s/convert", lead);
-        snprintf(body, sizeof(body), "{\"contact_id\":\"%s\"}", contact);
-        wt_post(&t, path, body);
+        start_with_converted_lead(&t, lead, contact);
         /* The next query (the converted Lead's) answers 200 {} once. */
         wt_post(&t, "/sandbox/faults",
                 "{\"endpoint\":\"sf.query\",\"kind\":\"status\","
